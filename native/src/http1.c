@@ -5,6 +5,7 @@
 #include "http1_int.h"
 
 /* Generated: bit H1_TCHAR, H1_HOST, H1_VALUE, H1_TARGET, H1_HEX per octet. */
+/* clang-format off */
 const uint8_t syn_h1_ctype[256] = {
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -23,44 +24,52 @@ const uint8_t syn_h1_ctype[256] = {
 	0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04,
 	0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04,
 };
+/* clang-format on */
 
 /* Perfect hash of the known names: (len * 7 + first + last * 40) & 127, with
  * letters folded to lowercase.  Generated; h1_known_id() verifies the name. */
 const uint8_t syn_h1_hdr_hash[128] = {
-	0, SYN_HDR_SET_COOKIE, 0, SYN_HDR_TRANSFER_ENCODING,
-	SYN_HDR_IF_NONE_MATCH, SYN_HDR_CONTENT_LENGTH, SYN_HDR_CONTENT_RANGE, 0,
-	SYN_HDR_X_FORWARDED_HOST, 0, 0, 0,
-	0, 0, 0, 0,
-	SYN_HDR_PROXY_CONNECTION, 0, SYN_HDR_ACCEPT_LANGUAGE, 0,
-	0, 0, 0, 0,
-	0, SYN_HDR_ETAG, 0, 0,
-	0, 0, SYN_HDR_CACHE_CONTROL, 0,
-	0, 0, 0, 0,
-	SYN_HDR_HOST, 0, 0, 0,
-	SYN_HDR_IF_MODIFIED_SINCE, 0, 0, SYN_HDR_ACCEPT,
-	0, 0, 0, SYN_HDR_EXPECT,
-	0, SYN_HDR_X_FORWARDED_FOR, 0, 0,
-	0, 0, 0, 0,
-	0, 0, 0, 0,
-	0, 0, 0, 0,
-	0, 0, SYN_HDR_PRAGMA, 0,
-	0, SYN_HDR_FORWARDED, 0, SYN_HDR_X_FORWARDED_PROTO,
-	SYN_HDR_DATE, SYN_HDR_ORIGIN, SYN_HDR_TE, 0,
-	0, 0, 0, 0,
-	0, 0, 0, 0,
-	SYN_HDR_LOCATION, SYN_HDR_COOKIE, 0, 0,
-	0, SYN_HDR_CONNECTION, 0, SYN_HDR_USER_AGENT,
-	0, SYN_HDR_RANGE, 0, 0,
-	0, 0, SYN_HDR_ACCEPT_ENCODING, 0,
-	0, 0, 0, SYN_HDR_LAST_MODIFIED,
-	0, SYN_HDR_IF_RANGE, 0, SYN_HDR_CONTENT_ENCODING,
-	SYN_HDR_AUTHORIZATION, SYN_HDR_SERVER, SYN_HDR_UPGRADE, 0,
-	0, 0, 0, SYN_HDR_REFERER,
-	0, SYN_HDR_TRAILER, 0, 0,
-	0, SYN_HDR_KEEP_ALIVE, SYN_HDR_VARY, 0,
-	0, 0, 0, SYN_HDR_CONTENT_TYPE,
+	[1] = SYN_HDR_SET_COOKIE,
+	[3] = SYN_HDR_TRANSFER_ENCODING,
+	[4] = SYN_HDR_IF_NONE_MATCH,
+	[5] = SYN_HDR_CONTENT_LENGTH,
+	[6] = SYN_HDR_CONTENT_RANGE,
+	[8] = SYN_HDR_X_FORWARDED_HOST,
+	[16] = SYN_HDR_PROXY_CONNECTION,
+	[18] = SYN_HDR_ACCEPT_LANGUAGE,
+	[25] = SYN_HDR_ETAG,
+	[30] = SYN_HDR_CACHE_CONTROL,
+	[36] = SYN_HDR_HOST,
+	[40] = SYN_HDR_IF_MODIFIED_SINCE,
+	[43] = SYN_HDR_ACCEPT,
+	[47] = SYN_HDR_EXPECT,
+	[49] = SYN_HDR_X_FORWARDED_FOR,
+	[66] = SYN_HDR_PRAGMA,
+	[69] = SYN_HDR_FORWARDED,
+	[71] = SYN_HDR_X_FORWARDED_PROTO,
+	[72] = SYN_HDR_DATE,
+	[73] = SYN_HDR_ORIGIN,
+	[74] = SYN_HDR_TE,
+	[84] = SYN_HDR_LOCATION,
+	[85] = SYN_HDR_COOKIE,
+	[89] = SYN_HDR_CONNECTION,
+	[91] = SYN_HDR_USER_AGENT,
+	[93] = SYN_HDR_RANGE,
+	[98] = SYN_HDR_ACCEPT_ENCODING,
+	[103] = SYN_HDR_LAST_MODIFIED,
+	[105] = SYN_HDR_IF_RANGE,
+	[107] = SYN_HDR_CONTENT_ENCODING,
+	[108] = SYN_HDR_AUTHORIZATION,
+	[109] = SYN_HDR_SERVER,
+	[110] = SYN_HDR_UPGRADE,
+	[115] = SYN_HDR_REFERER,
+	[117] = SYN_HDR_TRAILER,
+	[121] = SYN_HDR_KEEP_ALIVE,
+	[122] = SYN_HDR_VARY,
+	[127] = SYN_HDR_CONTENT_TYPE,
 };
 
+/* clang-format off */
 const char *const syn_h1_hdr_names[SYN_HDR__COUNT] = {
 	[SYN_HDR_NONE] = "",
 #define H1_NAME(id, name) [SYN_HDR_##id] = name,
@@ -83,6 +92,7 @@ static const struct {
 	SYN_H1_ERRORS(H1_ERR)
 #undef H1_ERR
 };
+/* clang-format on */
 
 int syn_h1_err_status(int err)
 {
@@ -200,7 +210,8 @@ static size_t h1_clamp_head(size_t max_head)
 
 static unsigned h1_clamp_headers(unsigned max_headers)
 {
-	return (max_headers == 0 || max_headers > SYN_H1_MAX_HEADERS) ? SYN_H1_MAX_HEADERS : max_headers;
+	return (max_headers == 0 || max_headers > SYN_H1_MAX_HEADERS) ? SYN_H1_MAX_HEADERS
+								      : max_headers;
 }
 
 int syn_h1_parse_request(const char *buf, size_t len, struct syn_h1_request *req)
@@ -216,7 +227,8 @@ int syn_h1_parse_response(const char *buf, size_t len, struct syn_h1_response *r
 int syn_h1_parse_request_limits(const char *buf, size_t len, struct syn_h1_request *req,
 				size_t max_head, unsigned max_headers)
 {
-	return h1_impl()->request(buf, len, req, h1_clamp_head(max_head), h1_clamp_headers(max_headers));
+	return h1_impl()->request(buf, len, req, h1_clamp_head(max_head),
+				  h1_clamp_headers(max_headers));
 }
 
 int syn_h1_parse_response_limits(const char *buf, size_t len, struct syn_h1_response *resp,

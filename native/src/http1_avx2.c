@@ -3,7 +3,8 @@
 #if defined(__x86_64__)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,bmi,sse4.2,ssse3,popcnt"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,bmi,sse4.2,ssse3,popcnt"))), \
+			     apply_to = function)
 #else
 #pragma GCC target("avx2,bmi,sse4.2,ssse3,popcnt")
 #endif
@@ -45,22 +46,22 @@ static inline unsigned h1_avx_not_tchar(__m256i v)
 	return (unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(in, _mm256_setzero_si256()));
 }
 
-#define H1_AVX_SCAN(name, test, sse_test, scalar)                                        \
-	static inline const char *name(const char *p, const char *end)                  \
-	{                                                                                \
-		while (end - p >= 32) {                                                  \
-			unsigned m = test(_mm256_loadu_si256((const __m256i *)p));       \
-			if (m)                                                           \
-				return p + __builtin_ctz(m);                             \
-			p += 32;                                                         \
-		}                                                                        \
-		if (end - p >= 16) {                                                     \
-			unsigned m = sse_test(_mm_loadu_si128((const __m128i *)p));      \
-			if (m)                                                           \
-				return p + __builtin_ctz(m);                             \
-			p += 16;                                                         \
-		}                                                                        \
-		return scalar(p, end);                                                   \
+#define H1_AVX_SCAN(name, test, sse_test, scalar)                                   \
+	static inline const char *name(const char *p, const char *end)              \
+	{                                                                           \
+		while (end - p >= 32) {                                             \
+			unsigned m = test(_mm256_loadu_si256((const __m256i *)p));  \
+			if (m)                                                      \
+				return p + __builtin_ctz(m);                        \
+			p += 32;                                                    \
+		}                                                                   \
+		if (end - p >= 16) {                                                \
+			unsigned m = sse_test(_mm_loadu_si128((const __m128i *)p)); \
+			if (m)                                                      \
+				return p + __builtin_ctz(m);                        \
+			p += 16;                                                    \
+		}                                                                   \
+		return scalar(p, end);                                              \
 	}
 
 H1_AVX_SCAN(h1_scan_target, h1_avx_not_target, h1_sse_not_target, h1_scalar_scan_target)

@@ -111,7 +111,8 @@ static int ck_step(struct syn_h1_chunked *c, unsigned char ch)
 		return 1;
 	case SYN_CK_DATA_CR:
 		if (ch != '\r')
-			return (int)ck_fail(c, ch == '\n' ? SYN_H1_E_BARE_LF : SYN_H1_E_CHUNK_DATA_END);
+			return (int)ck_fail(c, ch == '\n' ? SYN_H1_E_BARE_LF
+							  : SYN_H1_E_CHUNK_DATA_END);
 		c->state = SYN_CK_DATA_LF;
 		return 0;
 	case SYN_CK_DATA_LF:

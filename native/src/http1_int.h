@@ -11,10 +11,10 @@
 #include "syn/simd.h"
 
 /* Character classes, one byte per octet (syn_h1_ctype[]). */
-#define H1_TCHAR  0x01   /* RFC 9110 tchar */
-#define H1_HOST   0x02   /* allowed in a Host value */
-#define H1_VALUE  0x04   /* field-vchar, SP, HTAB, obs-text */
-#define H1_TARGET 0x08   /* request-target octets: VCHAR */
+#define H1_TCHAR  0x01 /* RFC 9110 tchar */
+#define H1_HOST   0x02 /* allowed in a Host value */
+#define H1_VALUE  0x04 /* field-vchar, SP, HTAB, obs-text */
+#define H1_TARGET 0x08 /* request-target octets: VCHAR */
 #define H1_HEX    0x10
 
 extern const uint8_t syn_h1_ctype[256];
@@ -92,7 +92,9 @@ static inline int h1_known_id(const char *s, size_t n)
 
 	if (n < 2 || n > 17)
 		return SYN_HDR_NONE;
-	h = (unsigned)(n * 7 + (unsigned char)(s[0] | 0x20) + (unsigned char)(s[n - 1] | 0x20) * 40) & 127;
+	h = (unsigned)(n * 7 + (unsigned char)(s[0] | 0x20) +
+		       (unsigned char)(s[n - 1] | 0x20) * 40) &
+	    127;
 	id = syn_h1_hdr_hash[h];
 	if (id && syn_h1_hdr_lens[id] == n && h1_token_ieq(s, syn_h1_hdr_names[id], n))
 		return id;

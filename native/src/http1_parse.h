@@ -22,15 +22,15 @@
 
 struct h1_ctx {
 	const char *buf;
-	const char *end;          /* buf + min(len, max_head) */
+	const char *end; /* buf + min(len, max_head) */
 	struct syn_h1_head *h;
 	unsigned max_headers;
-	uint8_t full;             /* len reached max_head: no more may come */
+	uint8_t full; /* len reached max_head: no more may come */
 	uint8_t te_seen;
-	uint8_t te_chunked;       /* times "chunked" was listed */
-	uint8_t te_last_chunked;  /* the last coding listed was chunked */
-	uint8_t te_other;         /* another coding was listed */
-	uint8_t te_invalid;       /* an element was not a coding */
+	uint8_t te_chunked;      /* times "chunked" was listed */
+	uint8_t te_last_chunked; /* the last coding listed was chunked */
+	uint8_t te_other;        /* another coding was listed */
+	uint8_t te_invalid;      /* an element was not a coding */
 	uint8_t expect_continue;
 };
 
@@ -51,7 +51,7 @@ static int h1_more(struct h1_ctx *x)
 
 static inline struct syn_span h1_span(const struct h1_ctx *x, const char *p, size_t n)
 {
-	struct syn_span s = { (uint16_t)(p - x->buf), (uint16_t)n };
+	struct syn_span s = {(uint16_t)(p - x->buf), (uint16_t)n};
 
 	return s;
 }
@@ -322,8 +322,9 @@ static int h1_framing(struct h1_ctx *x, int request)
 			return h1_fail(x, at, SYN_H1_E_TE_UNSUPPORTED);
 		h->flags |= x->te_last_chunked ? SYN_H1_F_CHUNKED : SYN_H1_F_CLOSE_BODY;
 	}
-	if (h->version == 1 ? !(h->flags & SYN_H1_F_CONN_CLOSE)
-			    : (h->flags & (SYN_H1_F_CONN_KA | SYN_H1_F_CONN_CLOSE)) == SYN_H1_F_CONN_KA)
+	if (h->version == 1
+		    ? !(h->flags & SYN_H1_F_CONN_CLOSE)
+		    : (h->flags & (SYN_H1_F_CONN_KA | SYN_H1_F_CONN_CLOSE)) == SYN_H1_F_CONN_KA)
 		h->flags |= SYN_H1_F_KEEPALIVE;
 	if (h->idx[SYN_HDR_UPGRADE] && (h->flags & SYN_H1_F_CONN_UPG))
 		h->flags |= SYN_H1_F_UPGRADE;
@@ -460,8 +461,9 @@ static int h1_request(const char *buf, size_t len, struct syn_h1_request *req, s
 	if (p == end)
 		return h1_more(&x);
 	if (*p != ' ' || p == t)
-		return h1_fail(&x, p, (*p == '\r' || *p == '\n') && p != t ? SYN_H1_E_REQUEST_LINE
-									  : SYN_H1_E_TARGET);
+		return h1_fail(&x, p,
+			       (*p == '\r' || *p == '\n') && p != t ? SYN_H1_E_REQUEST_LINE
+								    : SYN_H1_E_TARGET);
 	req->target = h1_span(&x, t, (size_t)(p - t));
 	p++;
 

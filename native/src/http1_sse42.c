@@ -14,7 +14,8 @@
 #include "http1_int.h"
 #include "http1_simd.h"
 
-#define H1_ESTRI (_SIDD_UBYTE_OPS | _SIDD_CMP_RANGES | _SIDD_POSITIVE_POLARITY | _SIDD_LEAST_SIGNIFICANT)
+#define H1_ESTRI \
+	(_SIDD_UBYTE_OPS | _SIDD_CMP_RANGES | _SIDD_POSITIVE_POLARITY | _SIDD_LEAST_SIGNIFICANT)
 
 /* First octet of p[0..16) inside one of the ranges, 16 if none. */
 static inline int h1_estri(__m128i ranges, int nranges, const char *p)
@@ -24,7 +25,8 @@ static inline int h1_estri(__m128i ranges, int nranges, const char *p)
 
 static inline const char *h1_scan_target(const char *p, const char *end)
 {
-	const __m128i bad = _mm_setr_epi8(0x00, 0x20, 0x7f, (char)0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+	const __m128i bad =
+		_mm_setr_epi8(0x00, 0x20, 0x7f, (char)0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 	while (end - p >= 16) {
 		int i = h1_estri(bad, 4, p);
@@ -38,7 +40,8 @@ static inline const char *h1_scan_target(const char *p, const char *end)
 
 static inline const char *h1_scan_value(const char *p, const char *end)
 {
-	const __m128i bad = _mm_setr_epi8(0x00, 0x08, 0x0a, 0x1f, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+	const __m128i bad =
+		_mm_setr_epi8(0x00, 0x08, 0x0a, 0x1f, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 	while (end - p >= 16) {
 		int i = h1_estri(bad, 6, p);

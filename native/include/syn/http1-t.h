@@ -10,20 +10,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SYN_PARSE_ERR   (-1)
-#define SYN_PARSE_AGAIN (-2)
+#define SYN_PARSE_ERR      (-1)
+#define SYN_PARSE_AGAIN    (-2)
 
-#define SYN_H1_MAX_HEADERS 64      /* hard ceiling, [limits] headers */
-#define SYN_H1_MAX_HEAD    65535   /* hard ceiling, [limits] header_bytes */
+#define SYN_H1_MAX_HEADERS 64    /* hard ceiling, [limits] headers */
+#define SYN_H1_MAX_HEAD    65535 /* hard ceiling, [limits] header_bytes */
 
 struct syn_span {
-	uint16_t off;   /* from the start of the parsed buffer */
+	uint16_t off; /* from the start of the parsed buffer */
 	uint16_t len;
 };
 
 struct syn_h1_header {
 	struct syn_span name;
-	struct syn_span value;   /* leading and trailing whitespace removed */
+	struct syn_span value; /* leading and trailing whitespace removed */
 };
 
 /* Methods with an enum value; anything else that is a valid token is
@@ -45,69 +45,72 @@ enum syn_h1_method {
 /* Headers the parser recognises while it parses: after a parse,
  * idx[SYN_HDR_X] is 1 + the position of the first "X" line in headers[], or
  * 0 when absent, so a lookup is one array access.  The order is the ABI. */
-#define SYN_H1_KNOWN_HEADERS(X)                                  \
-	X(HOST, "host")                                          \
-	X(CONNECTION, "connection")                              \
-	X(CONTENT_LENGTH, "content-length")                      \
-	X(TRANSFER_ENCODING, "transfer-encoding")                \
-	X(UPGRADE, "upgrade")                                    \
-	X(EXPECT, "expect")                                      \
-	X(KEEP_ALIVE, "keep-alive")                              \
-	X(PROXY_CONNECTION, "proxy-connection")                  \
-	X(TE, "te")                                              \
-	X(TRAILER, "trailer")                                    \
-	X(X_FORWARDED_FOR, "x-forwarded-for")                    \
-	X(X_FORWARDED_PROTO, "x-forwarded-proto")                \
-	X(X_FORWARDED_HOST, "x-forwarded-host")                  \
-	X(FORWARDED, "forwarded")                                \
-	X(ACCEPT, "accept")                                      \
-	X(ACCEPT_ENCODING, "accept-encoding")                    \
-	X(ACCEPT_LANGUAGE, "accept-language")                    \
-	X(USER_AGENT, "user-agent")                              \
-	X(COOKIE, "cookie")                                      \
-	X(AUTHORIZATION, "authorization")                        \
-	X(REFERER, "referer")                                    \
-	X(ORIGIN, "origin")                                      \
-	X(CONTENT_TYPE, "content-type")                          \
-	X(CONTENT_ENCODING, "content-encoding")                  \
-	X(CACHE_CONTROL, "cache-control")                        \
-	X(PRAGMA, "pragma")                                      \
-	X(IF_NONE_MATCH, "if-none-match")                        \
-	X(IF_MODIFIED_SINCE, "if-modified-since")                \
-	X(IF_RANGE, "if-range")                                  \
-	X(RANGE, "range")                                        \
-	X(DATE, "date")                                          \
-	X(SERVER, "server")                                      \
-	X(LOCATION, "location")                                  \
-	X(SET_COOKIE, "set-cookie")                              \
-	X(ETAG, "etag")                                          \
-	X(LAST_MODIFIED, "last-modified")                        \
-	X(VARY, "vary")                                          \
+/* clang-format off */
+#define SYN_H1_KNOWN_HEADERS(X)                   \
+	X(HOST, "host")                           \
+	X(CONNECTION, "connection")               \
+	X(CONTENT_LENGTH, "content-length")       \
+	X(TRANSFER_ENCODING, "transfer-encoding") \
+	X(UPGRADE, "upgrade")                     \
+	X(EXPECT, "expect")                       \
+	X(KEEP_ALIVE, "keep-alive")               \
+	X(PROXY_CONNECTION, "proxy-connection")   \
+	X(TE, "te")                               \
+	X(TRAILER, "trailer")                     \
+	X(X_FORWARDED_FOR, "x-forwarded-for")     \
+	X(X_FORWARDED_PROTO, "x-forwarded-proto") \
+	X(X_FORWARDED_HOST, "x-forwarded-host")   \
+	X(FORWARDED, "forwarded")                 \
+	X(ACCEPT, "accept")                       \
+	X(ACCEPT_ENCODING, "accept-encoding")     \
+	X(ACCEPT_LANGUAGE, "accept-language")     \
+	X(USER_AGENT, "user-agent")               \
+	X(COOKIE, "cookie")                       \
+	X(AUTHORIZATION, "authorization")         \
+	X(REFERER, "referer")                     \
+	X(ORIGIN, "origin")                       \
+	X(CONTENT_TYPE, "content-type")           \
+	X(CONTENT_ENCODING, "content-encoding")   \
+	X(CACHE_CONTROL, "cache-control")         \
+	X(PRAGMA, "pragma")                       \
+	X(IF_NONE_MATCH, "if-none-match")         \
+	X(IF_MODIFIED_SINCE, "if-modified-since") \
+	X(IF_RANGE, "if-range")                   \
+	X(RANGE, "range")                         \
+	X(DATE, "date")                           \
+	X(SERVER, "server")                       \
+	X(LOCATION, "location")                   \
+	X(SET_COOKIE, "set-cookie")               \
+	X(ETAG, "etag")                           \
+	X(LAST_MODIFIED, "last-modified")         \
+	X(VARY, "vary")                           \
 	X(CONTENT_RANGE, "content-range")
 
 enum syn_h1_hdr {
-	SYN_HDR_NONE = 0,   /* not a known header: never set in idx[] */
+	SYN_HDR_NONE = 0, /* not a known header: never set in idx[] */
 #define SYN_H1_HDR_ENUM(id, name) SYN_HDR_##id,
 	SYN_H1_KNOWN_HEADERS(SYN_H1_HDR_ENUM)
 #undef SYN_H1_HDR_ENUM
 	SYN_HDR__COUNT
 };
+/* clang-format on */
 
 /* Message flags. */
-#define SYN_H1_F_LENGTH     0x0001  /* Content-Length present, in content_length */
-#define SYN_H1_F_CHUNKED    0x0002  /* final transfer coding is chunked */
-#define SYN_H1_F_KEEPALIVE  0x0004  /* connection persists after this message */
-#define SYN_H1_F_CONN_CLOSE 0x0008  /* Connection: close seen */
-#define SYN_H1_F_CONN_KA    0x0010  /* Connection: keep-alive seen */
-#define SYN_H1_F_CONN_UPG   0x0020  /* Connection: upgrade seen */
-#define SYN_H1_F_UPGRADE    0x0040  /* Upgrade present and named in Connection */
-#define SYN_H1_F_CONTINUE   0x0080  /* Expect: 100-continue (requests) */
-#define SYN_H1_F_CLOSE_BODY 0x0100  /* response body ends at close (responses) */
-#define SYN_H1_F_NO_BODY    0x0200  /* 1xx, 204, 304: no body (responses) */
-#define SYN_H1_F_CONN_OTHER 0x0400  /* Connection names other headers */
+#define SYN_H1_F_LENGTH     0x0001 /* Content-Length present, in content_length */
+#define SYN_H1_F_CHUNKED    0x0002 /* final transfer coding is chunked */
+#define SYN_H1_F_KEEPALIVE  0x0004 /* connection persists after this message */
+#define SYN_H1_F_CONN_CLOSE 0x0008 /* Connection: close seen */
+#define SYN_H1_F_CONN_KA    0x0010 /* Connection: keep-alive seen */
+#define SYN_H1_F_CONN_UPG   0x0020 /* Connection: upgrade seen */
+#define SYN_H1_F_UPGRADE    0x0040 /* Upgrade present and named in Connection */
+#define SYN_H1_F_CONTINUE   0x0080 /* Expect: 100-continue (requests) */
+#define SYN_H1_F_CLOSE_BODY 0x0100 /* response body ends at close (responses) */
+#define SYN_H1_F_NO_BODY    0x0200 /* 1xx, 204, 304: no body (responses) */
+#define SYN_H1_F_CONN_OTHER 0x0400 /* Connection names other headers */
 
 /* Why a message was refused.  syn_h1_err_status() maps each to the status
  * the data plane answers with (400, 431, 501 or 505). */
+/* clang-format off */
 #define SYN_H1_ERRORS(X)                                                     \
 	X(OK, 0, "no error")                                                 \
 	X(METHOD, 400, "invalid method")                                     \
@@ -147,25 +150,26 @@ enum syn_h1_err {
 #undef SYN_H1_ERR_ENUM
 	SYN_H1_E__COUNT
 };
+/* clang-format on */
 
 /* What requests and responses share: framing, persistence, header fields. */
 struct syn_h1_head {
-	uint64_t content_length;    /* with SYN_H1_F_LENGTH */
-	uint16_t flags;             /* SYN_H1_F_* */
-	uint16_t head_len;          /* bytes up to and including the blank line */
-	uint8_t  version;           /* minor version: 0 or 1 */
-	uint8_t  error;             /* enum syn_h1_err, after SYN_PARSE_ERR */
+	uint64_t content_length; /* with SYN_H1_F_LENGTH */
+	uint16_t flags;          /* SYN_H1_F_* */
+	uint16_t head_len;       /* bytes up to and including the blank line */
+	uint8_t version;         /* minor version: 0 or 1 */
+	uint8_t error;           /* enum syn_h1_err, after SYN_PARSE_ERR */
 	uint16_t nheaders;
-	uint16_t err_off;           /* where the error was found */
-	struct syn_span host;       /* value of Host (requests) */
-	struct syn_span upgrade;    /* value of Upgrade */
-	uint8_t  idx[SYN_HDR__COUNT];
+	uint16_t err_off;        /* where the error was found */
+	struct syn_span host;    /* value of Host (requests) */
+	struct syn_span upgrade; /* value of Upgrade */
+	uint8_t idx[SYN_HDR__COUNT];
 	struct syn_h1_header headers[SYN_H1_MAX_HEADERS];
 };
 
 struct syn_h1_request {
 	struct syn_h1_head h;
-	uint8_t method;             /* enum syn_h1_method */
+	uint8_t method; /* enum syn_h1_method */
 	struct syn_span method_name;
 	struct syn_span target;
 };
@@ -179,34 +183,34 @@ struct syn_h1_response {
 /* Resumable chunked-body decoder state: all of it fits in this struct, so
  * a body may arrive in pieces of any size, one byte at a time included. */
 enum syn_h1_chunk_state {
-	SYN_CK_SIZE_FIRST = 0,  /* expecting the first hex digit of a size */
-	SYN_CK_SIZE,            /* in the hex digits */
-	SYN_CK_SIZE_WS,         /* whitespace after the size (BWS before ';') */
-	SYN_CK_EXT,             /* in chunk extensions */
-	SYN_CK_EXT_QUOTED,      /* inside a quoted-string extension value */
-	SYN_CK_EXT_QUOTED_ESC,  /* after a backslash in a quoted string */
-	SYN_CK_SIZE_LF,         /* CR seen, LF must follow */
-	SYN_CK_DATA,            /* remaining bytes of chunk data */
-	SYN_CK_DATA_CR,         /* CR after data */
-	SYN_CK_DATA_LF,         /* LF after data */
-	SYN_CK_TRAILER_START,   /* at the start of a trailer line */
-	SYN_CK_TRAILER_NAME,    /* in a trailer field name */
-	SYN_CK_TRAILER_VALUE,   /* in a trailer field value */
-	SYN_CK_TRAILER_LF,      /* CR at the end of a trailer line */
-	SYN_CK_END_LF,          /* CR of the final blank line */
-	SYN_CK_DONE             /* the message has ended */
+	SYN_CK_SIZE_FIRST = 0, /* expecting the first hex digit of a size */
+	SYN_CK_SIZE,           /* in the hex digits */
+	SYN_CK_SIZE_WS,        /* whitespace after the size (BWS before ';') */
+	SYN_CK_EXT,            /* in chunk extensions */
+	SYN_CK_EXT_QUOTED,     /* inside a quoted-string extension value */
+	SYN_CK_EXT_QUOTED_ESC, /* after a backslash in a quoted string */
+	SYN_CK_SIZE_LF,        /* CR seen, LF must follow */
+	SYN_CK_DATA,           /* remaining bytes of chunk data */
+	SYN_CK_DATA_CR,        /* CR after data */
+	SYN_CK_DATA_LF,        /* LF after data */
+	SYN_CK_TRAILER_START,  /* at the start of a trailer line */
+	SYN_CK_TRAILER_NAME,   /* in a trailer field name */
+	SYN_CK_TRAILER_VALUE,  /* in a trailer field value */
+	SYN_CK_TRAILER_LF,     /* CR at the end of a trailer line */
+	SYN_CK_END_LF,         /* CR of the final blank line */
+	SYN_CK_DONE            /* the message has ended */
 };
 
 struct syn_h1_chunked {
-	uint64_t remaining;        /* data bytes left in this chunk */
-	uint32_t line_bytes;       /* size line / trailer bytes seen, bounded */
-	uint8_t  state;            /* enum syn_h1_chunk_state */
-	uint8_t  error;            /* enum syn_h1_err, after SYN_PARSE_ERR */
-	uint8_t  digits;           /* hex digits of the current size */
-	uint8_t  last;             /* the zero-size chunk was seen */
+	uint64_t remaining;  /* data bytes left in this chunk */
+	uint32_t line_bytes; /* size line / trailer bytes seen, bounded */
+	uint8_t state;       /* enum syn_h1_chunk_state */
+	uint8_t error;       /* enum syn_h1_err, after SYN_PARSE_ERR */
+	uint8_t digits;      /* hex digits of the current size */
+	uint8_t last;        /* the zero-size chunk was seen */
 };
 
-#define SYN_H1_CHUNK_LINE_MAX 4096     /* size line with extensions */
-#define SYN_H1_TRAILER_MAX    16384    /* whole trailer section */
+#define SYN_H1_CHUNK_LINE_MAX 4096  /* size line with extensions */
+#define SYN_H1_TRAILER_MAX    16384 /* whole trailer section */
 
 #endif

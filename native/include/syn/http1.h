@@ -48,7 +48,7 @@ int syn_h1_span_ieq(const char *buf, struct syn_span s, const char *lower, size_
  * Bare LF, overflowing sizes, malformed extensions and trailers are errors. */
 void syn_h1_chunked_init(struct syn_h1_chunked *c);
 long syn_h1_chunked_parse(struct syn_h1_chunked *c, const char *buf, size_t len, int *data);
-void syn_h1_chunked_skip(struct syn_h1_chunked *c, uint64_t n);   /* n <= c->remaining */
+void syn_h1_chunked_skip(struct syn_h1_chunked *c, uint64_t n); /* n <= c->remaining */
 
 static inline int syn_h1_chunked_done(const struct syn_h1_chunked *c)
 {

@@ -1,0 +1,5 @@
+import sys
+
+from synapserve.cli import main
+
+sys.exit(main())
