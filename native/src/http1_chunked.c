@@ -39,6 +39,23 @@ static int ck_hex(unsigned char ch)
 	return -1;
 }
 
+static int ck_ext_fail(struct syn_h1_chunked *c, unsigned char ch)
+{
+	return (int)ck_fail(c, ch == '\n' ? SYN_H1_E_BARE_LF : SYN_H1_E_CHUNK_EXT);
+}
+
+/* After a complete extension (name or name=value): another, or the end. */
+static int ck_ext_end(struct syn_h1_chunked *c, unsigned char ch)
+{
+	if (ch == ';')
+		c->state = SYN_CK_EXT;
+	else if (ch == '\r')
+		c->state = SYN_CK_SIZE_LF;
+	else
+		return ck_ext_fail(c, ch);
+	return 0;
+}
+
 /* One framing octet.  Returns 0 to go on, 1 when the framing run ends here
  * (data follows, or the message is done), or SYN_PARSE_ERR. */
 static int ck_step(struct syn_h1_chunked *c, unsigned char ch)
@@ -76,28 +93,59 @@ static int ck_step(struct syn_h1_chunked *c, unsigned char ch)
 			return (int)ck_fail(c, ch == '\n' ? SYN_H1_E_BARE_LF : SYN_H1_E_CHUNK_SIZE);
 		return 0;
 	case SYN_CK_EXT:
-		if (ch == '\r')
-			c->state = SYN_CK_SIZE_LF;
-		else if (ch == '"')
+		/* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ) */
+		if (h1_is(ch, H1_TCHAR))
+			c->state = SYN_CK_EXT_NAME;
+		else if (ch != ' ' && ch != '\t')
+			return ck_ext_fail(c, ch);
+		return 0;
+	case SYN_CK_EXT_NAME:
+	case SYN_CK_EXT_VAL:
+		if (h1_is(ch, H1_TCHAR))
+			return 0;
+		if (ch == '=' && c->state == SYN_CK_EXT_NAME) {
+			c->state = SYN_CK_EXT_PRE_VAL;
+			return 0;
+		}
+		if (ch == ' ' || ch == '\t') {
+			c->state = c->state == SYN_CK_EXT_NAME ? SYN_CK_EXT_POST_NAME
+							       : SYN_CK_EXT_POST_VAL;
+			return 0;
+		}
+		return ck_ext_end(c, ch);
+	case SYN_CK_EXT_POST_NAME:
+		if (ch == '=') {
+			c->state = SYN_CK_EXT_PRE_VAL;
+			return 0;
+		}
+		if (ch == ' ' || ch == '\t')
+			return 0;
+		return ck_ext_end(c, ch);
+	case SYN_CK_EXT_PRE_VAL:
+		if (ch == '"')
 			c->state = SYN_CK_EXT_QUOTED;
-		else if (ch == '\n')
-			return (int)ck_fail(c, SYN_H1_E_BARE_LF);
-		else if (!h1_is(ch, H1_TCHAR) && ch != '=' && ch != ';' && ch != ' ' && ch != '\t')
-			return (int)ck_fail(c, SYN_H1_E_CHUNK_EXT);
+		else if (h1_is(ch, H1_TCHAR))
+			c->state = SYN_CK_EXT_VAL;
+		else if (ch != ' ' && ch != '\t')
+			return ck_ext_fail(c, ch);
 		return 0;
 	case SYN_CK_EXT_QUOTED:
 		if (ch == '"')
-			c->state = SYN_CK_EXT;
+			c->state = SYN_CK_EXT_POST_VAL;
 		else if (ch == '\\')
 			c->state = SYN_CK_EXT_QUOTED_ESC;
 		else if (!h1_is(ch, H1_VALUE))
-			return (int)ck_fail(c, SYN_H1_E_CHUNK_EXT);
+			return ck_ext_fail(c, ch);
 		return 0;
 	case SYN_CK_EXT_QUOTED_ESC:
 		if (!h1_is(ch, H1_VALUE))
-			return (int)ck_fail(c, SYN_H1_E_CHUNK_EXT);
+			return ck_ext_fail(c, ch);
 		c->state = SYN_CK_EXT_QUOTED;
 		return 0;
+	case SYN_CK_EXT_POST_VAL:
+		if (ch == ' ' || ch == '\t')
+			return 0;
+		return ck_ext_end(c, ch);
 	case SYN_CK_SIZE_LF:
 		if (ch != '\n')
 			return (int)ck_fail(c, SYN_H1_E_BARE_CR);
@@ -184,9 +232,8 @@ long syn_h1_chunked_parse(struct syn_h1_chunked *c, const char *buf, size_t len,
 			if (++c->line_bytes > SYN_H1_TRAILER_MAX)
 				return ck_fail(c, SYN_H1_E_TRAILER_TOO_LARGE);
 		} else if (++c->line_bytes > SYN_H1_CHUNK_LINE_MAX) {
-			return ck_fail(c, c->state == SYN_CK_SIZE || c->state == SYN_CK_SIZE_FIRST
-						  ? SYN_H1_E_CHUNK_SIZE
-						  : SYN_H1_E_CHUNK_EXT);
+			return ck_fail(c, c->state <= SYN_CK_SIZE_WS ? SYN_H1_E_CHUNK_SIZE
+								     : SYN_H1_E_CHUNK_EXT);
 		}
 		rc = ck_step(c, (unsigned char)buf[i]);
 		if (rc < 0)

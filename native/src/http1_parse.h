@@ -16,9 +16,17 @@
  * The scanners never read at or past end.  Everything the parsers decide is
  * decided here, so the levels cannot disagree on anything but speed.
  */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "http1_int.h"
+
+#define H1_COLD   __attribute__((noinline, cold))
+#define H1_INLINE inline __attribute__((always_inline))
+
+/* Everything in struct syn_h1_head before the header array: zeroed by one
+ * memset per parse rather than field by field. */
+#define H1_HEAD_FIXED offsetof(struct syn_h1_head, headers)
 
 struct h1_ctx {
 	const char *buf;
@@ -34,7 +42,7 @@ struct h1_ctx {
 	uint8_t expect_continue;
 };
 
-static int h1_fail(struct h1_ctx *x, const char *at, int err)
+static H1_COLD int h1_fail(struct h1_ctx *x, const char *at, int err)
 {
 	x->h->error = (uint8_t)err;
 	x->h->err_off = (uint16_t)(at - x->buf);
@@ -42,7 +50,7 @@ static int h1_fail(struct h1_ctx *x, const char *at, int err)
 }
 
 /* Out of bytes: wait for more, unless the limit on the head was reached. */
-static int h1_more(struct h1_ctx *x)
+static H1_COLD int h1_more(struct h1_ctx *x)
 {
 	if (x->full)
 		return h1_fail(x, x->end, SYN_H1_E_HEAD_TOO_LARGE);
@@ -61,8 +69,8 @@ static inline int h1_ows(char c)
 	return c == ' ' || c == '\t';
 }
 
-static void h1_head_init(struct h1_ctx *x, const char *buf, size_t len, struct syn_h1_head *h,
-			 size_t max_head, unsigned max_headers)
+static H1_INLINE void h1_head_init(struct h1_ctx *x, const char *buf, size_t len,
+				   struct syn_h1_head *h, size_t max_head, unsigned max_headers)
 {
 	size_t lim = len < max_head ? len : max_head;
 
@@ -73,17 +81,7 @@ static void h1_head_init(struct h1_ctx *x, const char *buf, size_t len, struct s
 	x->full = len >= max_head;
 	x->te_seen = x->te_chunked = x->te_last_chunked = 0;
 	x->te_other = x->te_invalid = x->expect_continue = 0;
-
-	h->content_length = 0;
-	h->flags = 0;
-	h->head_len = 0;
-	h->version = 0;
-	h->error = SYN_H1_E_OK;
-	h->nheaders = 0;
-	h->err_off = 0;
-	h->host.off = h->host.len = 0;
-	h->upgrade.off = h->upgrade.len = 0;
-	memset(h->idx, 0, sizeof(h->idx));
+	memset(h, 0, H1_HEAD_FIXED);
 }
 
 /* Content-Length = 1*DIGIT, within int64; repeats must agree. */
@@ -195,9 +193,10 @@ static void h1_connection(struct syn_h1_head *h, const char *p, const char *end)
 }
 
 /* What a known field means for framing and routing; 0 or SYN_PARSE_ERR. */
-static int h1_field(struct h1_ctx *x, int id, const char *v, size_t n)
+static H1_INLINE int h1_field(struct h1_ctx *x, int id, const char *v, size_t n)
 {
 	struct syn_h1_head *h = x->h;
+	unsigned cls;
 	size_t i;
 
 	switch (id) {
@@ -207,14 +206,23 @@ static int h1_field(struct h1_ctx *x, int id, const char *v, size_t n)
 		h1_transfer_encoding(x, v, v + n);
 		return 0;
 	case SYN_HDR_CONNECTION:
-		h1_connection(h, v, v + n);
+		/* the two common values whole, the list walk for the rest */
+		if (n == 10 && h1_token_ieq(v, "keep-alive", 10))
+			h->flags |= SYN_H1_F_CONN_KA;
+		else if (n == 5 && h1_token_ieq(v, "close", 5))
+			h->flags |= SYN_H1_F_CONN_CLOSE;
+		else
+			h1_connection(h, v, v + n);
 		return 0;
 	case SYN_HDR_HOST:
 		if (h->idx[SYN_HDR_HOST])
 			return h1_fail(x, v, SYN_H1_E_HOST_MULTIPLE);
+		/* AND of the classes: no branch per octet on the common path */
+		cls = H1_HOST;
 		for (i = 0; i < n; i++)
-			if (!h1_is((unsigned char)v[i], H1_HOST))
-				return h1_fail(x, v + i, SYN_H1_E_HOST_INVALID);
+			cls &= syn_h1_ctype[(unsigned char)v[i]];
+		if (!cls)
+			return h1_fail(x, h1_scalar_scan(v, v + n, H1_HOST), SYN_H1_E_HOST_INVALID);
 		h->host = h1_span(x, v, n);
 		return 0;
 	case SYN_HDR_UPGRADE:
@@ -232,7 +240,7 @@ static int h1_field(struct h1_ctx *x, int id, const char *v, size_t n)
 
 /* Header fields from p to the blank line.  Returns the head length, or
  * SYN_PARSE_AGAIN / SYN_PARSE_ERR. */
-static int h1_fields(struct h1_ctx *x, const char *p)
+static H1_INLINE int h1_fields(struct h1_ctx *x, const char *p)
 {
 	struct syn_h1_head *h = x->h;
 	const char *end = x->end;
@@ -270,6 +278,8 @@ static int h1_fields(struct h1_ctx *x, const char *p)
 		}
 		nlen = (size_t)(p - name);
 		p++;
+		if (p < end && *p == ' ')
+			p++;
 		while (p < end && h1_ows(*p))
 			p++;
 		v = p;
@@ -331,29 +341,15 @@ static int h1_framing(struct h1_ctx *x, int request)
 	return 0;
 }
 
-/* "HTTP/" DIGIT "." DIGIT at p.  Returns p + 8, or NULL with *rc set to
- * SYN_PARSE_AGAIN or SYN_PARSE_ERR; the delimiter is the caller's. */
-static const char *h1_version(struct h1_ctx *x, const char *p, unsigned *major, unsigned *minor,
-			      int *rc)
+/* "HTTP/" DIGIT "." DIGIT at p, octet by octet: for the versions other than
+ * 1.0 and 1.1, and for input cut short.  Same contract as h1_version(). */
+static const char *h1_version_slow(struct h1_ctx *x, const char *p, unsigned *major,
+				   unsigned *minor, int *rc)
 {
 	static const char prefix[] = "HTTP/";
 	const char *end = x->end;
 	int i;
 
-	if (end - p >= 8) {
-		uint64_t w = h1_load64(p);
-
-		if (w == h1_load64("HTTP/1.1")) {
-			*major = 1;
-			*minor = 1;
-			return p + 8;
-		}
-		if (w == h1_load64("HTTP/1.0")) {
-			*major = 1;
-			*minor = 0;
-			return p + 8;
-		}
-	}
 	for (i = 0; i < 8; i++) {
 		char c;
 
@@ -370,6 +366,28 @@ static const char *h1_version(struct h1_ctx *x, const char *p, unsigned *major, 
 	*major = (unsigned)(p[5] - '0');
 	*minor = (unsigned)(p[7] - '0');
 	return p + 8;
+}
+
+/* "HTTP/" DIGIT "." DIGIT at p.  Returns p + 8, or NULL with *rc set to
+ * SYN_PARSE_AGAIN or SYN_PARSE_ERR; the delimiter is the caller's. */
+static H1_INLINE const char *h1_version(struct h1_ctx *x, const char *p, unsigned *major,
+					unsigned *minor, int *rc)
+{
+	if (x->end - p >= 8) {
+		uint64_t w = h1_load64(p);
+
+		if (w == h1_load64("HTTP/1.1")) {
+			*major = 1;
+			*minor = 1;
+			return p + 8;
+		}
+		if (w == h1_load64("HTTP/1.0")) {
+			*major = 1;
+			*minor = 0;
+			return p + 8;
+		}
+	}
+	return h1_version_slow(x, p, major, minor, rc);
 }
 
 static int h1_method_id(const char *m, size_t n)
@@ -466,6 +484,8 @@ static int h1_request(const char *buf, size_t len, struct syn_h1_request *req, s
 								    : SYN_H1_E_TARGET);
 	req->target = h1_span(&x, t, (size_t)(p - t));
 	p++;
+	if (p < end && *p == ' ')
+		return h1_fail(&x, p, SYN_H1_E_REQUEST_LINE);
 
 	p = h1_version(&x, p, &major, &minor, &rc);
 	if (!p)
@@ -513,7 +533,9 @@ static int h1_response(const char *buf, size_t len, struct syn_h1_response *resp
 	if (p >= end)
 		return h1_more(&x);
 	if (*p != ' ')
-		return h1_fail(&x, p, SYN_H1_E_VERSION);
+		return h1_fail(&x, p,
+			       (*p == '\r' || *p == '\n') ? SYN_H1_E_STATUS_LINE
+							  : SYN_H1_E_VERSION);
 	if (major != 1)
 		return h1_fail(&x, buf, SYN_H1_E_VERSION_UNSUPPORTED);
 	resp->h.version = minor ? 1 : 0;

@@ -186,9 +186,14 @@ enum syn_h1_chunk_state {
 	SYN_CK_SIZE_FIRST = 0, /* expecting the first hex digit of a size */
 	SYN_CK_SIZE,           /* in the hex digits */
 	SYN_CK_SIZE_WS,        /* whitespace after the size (BWS before ';') */
-	SYN_CK_EXT,            /* in chunk extensions */
-	SYN_CK_EXT_QUOTED,     /* inside a quoted-string extension value */
+	SYN_CK_EXT,            /* after ';': BWS, then an extension name */
+	SYN_CK_EXT_NAME,       /* in an extension name */
+	SYN_CK_EXT_POST_NAME,  /* BWS after a name: '=', ';' or the line end */
+	SYN_CK_EXT_PRE_VAL,    /* after '=': BWS, then a token or a quoted string */
+	SYN_CK_EXT_VAL,        /* in a token value */
+	SYN_CK_EXT_QUOTED,     /* inside a quoted-string value */
 	SYN_CK_EXT_QUOTED_ESC, /* after a backslash in a quoted string */
+	SYN_CK_EXT_POST_VAL,   /* BWS after a value: ';' or the line end */
 	SYN_CK_SIZE_LF,        /* CR seen, LF must follow */
 	SYN_CK_DATA,           /* remaining bytes of chunk data */
 	SYN_CK_DATA_CR,        /* CR after data */
