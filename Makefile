@@ -21,6 +21,7 @@ CWARN    := -Wall -Wextra -Werror
 CBASE    := -std=gnu11 $(CWARN) -Inative/include -Inative/src
 CFLAGS   ?= -O2 -g
 SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDLIBS   := -luring -lpthread
 
 SRCS     := $(sort $(wildcard native/src/*.c))
 HDRS     := $(wildcard native/include/*.h native/include/syn/*.h native/src/*.h)
@@ -69,11 +70,11 @@ native: $(STAMP)/native
 
 $(BUILD)/tests/%: native/tests/%.c $(SRCS) $(HDRS) | $(STAMP)/deps-build
 	@mkdir -p $(dir $@)
-	$(CC) $(CBASE) $(CFLAGS) $(SRCS) $< -o $@
+	$(CC) $(CBASE) $(CFLAGS) $(SRCS) $< -o $@ $(LDLIBS)
 
 $(BUILD)/tests-san/%: native/tests/%.c $(SRCS) $(HDRS) | $(STAMP)/deps-build
 	@mkdir -p $(dir $@)
-	$(CC) $(CBASE) $(SANFLAGS) $(SRCS) $< -o $@
+	$(CC) $(CBASE) $(SANFLAGS) $(SRCS) $< -o $@ $(LDLIBS)
 
 native-test: $(addprefix $(BUILD)/tests/,$(TESTS))
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
@@ -87,7 +88,7 @@ native-test-san: $(addprefix $(BUILD)/tests-san/,$(TESTS))
 $(BUILD)/fuzz/%: native/fuzz/%.c $(SRCS) $(HDRS) | $(STAMP)/deps-test
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CBASE) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		$(SRCS) $< -o $@
+		$(SRCS) $< -o $@ $(LDLIBS)
 
 # Run each target on a scratch copy of its seed corpus, so new finds stay out
 # of the tree; crashes land in build/fuzz/artifacts.

@@ -21,10 +21,22 @@ WRAPPER_RELAX = ["-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
 
 def cdef_source(header: Path) -> str:
-    """The header without preprocessor lines, which cdef() cannot parse."""
-    text = header.read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    """The header as cdef() takes it: comments and preprocessor lines out, integer
+    constants substituted where used (array sizes) and kept as `#define NAME value`
+    so that Python can read them as lib.NAME."""
+    text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+    consts: dict[str, str] = {}
+    body = []
+    for line in text.splitlines():
+        m = re.match(r"\s*#\s*define\s+([A-Z_][A-Z0-9_]*)\s+(0x[0-9a-fA-F]+|\d+)\s*$", line)
+        if m:
+            consts[m.group(1)] = m.group(2)
+        elif not line.lstrip().startswith("#"):
+            body.append(line)
+    out = "\n".join(body)
+    for name, value in consts.items():
+        out = re.sub(rf"\b{name}\b", value, out)
+    return "\n".join(f"#define {n} {v}" for n, v in consts.items()) + "\n" + out
 
 
 def sources() -> list[str]:
@@ -39,6 +51,7 @@ ffibuilder.set_source(
     sources=sources(),
     include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
     extra_compile_args=CFLAGS + WRAPPER_RELAX,
+    libraries=["uring", "pthread"],
 )
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 
-def test_version_names_the_simd_level(run_cli):
+def test_version_names_the_simd_level_and_features(run_cli):
     out = run_cli("version", check=True).stdout
     assert out.startswith("synapserve 0.1.0 (native 0.1.0)")
     assert "parser simd: " in out
+    assert "engine: io_uring" in out
+    for feature in ("multishot_accept", "buf_ring", "send_zc", "splice", "ktls"):
+        assert feature in out
 
 
 def test_version_honours_simd_cap(run_cli, monkeypatch):
@@ -15,10 +18,12 @@ def test_version_honours_simd_cap(run_cli, monkeypatch):
     assert "parser simd: scalar" in out
 
 
-def test_run_says_not_yet_until_the_data_plane_lands(run_cli):
-    res = run_cli("run", "--config-dir", "etc/synapserve")
-    assert res.returncode == 2
-    assert "not yet" in res.stderr
+def test_run_refuses_a_broken_config_with_one_clear_line(run_cli, tmp_path):
+    (tmp_path / "a.toml").write_text('[listeners.http]\nbind = "127.0.0.1:18999"\nbogus = 1\n')
+    res = run_cli("run", "--config-dir", str(tmp_path))
+    assert res.returncode == 1
+    assert "invalid configuration" in res.stderr
+    assert "listeners.http.bogus" in res.stderr
 
 
 def test_unknown_command_is_a_usage_error(run_cli):

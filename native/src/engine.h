@@ -1,0 +1,302 @@
+/* native/src/engine.h - internal: the engine, its workers, their
+ * connections and the runtime plan.  Not part of the ABI.
+ *
+ * The request logic (proxy.c, route.c, lb_*.c) and the I/O engine that
+ * drives it (uring.c) meet through struct syn_io_ops: the logic asks for
+ * I/O with the ops, the engine reports completions through proxy_on_*().
+ * A second engine (portable, planned) provides the same ops.
+ */
+#ifndef SYN_ENGINE_H
+#define SYN_ENGINE_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "syn/http1.h"
+#include "syn/lb.h"
+#include "syn_abi.h"
+
+#define SYN_BUF_SIZE  16384 /* one receive buffer; also the largest head sent */
+#define SYN_BUF_CHUNK 64    /* buffers added to a worker's pool at a time */
+#define SYN_BUF_MAX   4096  /* buffers per worker, at most (the ring size) */
+#define SYN_NONE      UINT32_MAX
+
+/* ---- runtime plan --------------------------------------------------------- */
+
+struct rt_server {
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	uint32_t slot;
+	uint32_t weight;
+	uint32_t backup;
+};
+
+struct rt_upstream {
+	struct syn_plan_upstream cfg;
+	struct rt_server *servers;
+	struct syn_lb_server *lb_servers;
+	struct syn_lb_upstream lb;
+	const struct syn_lb_def *def;
+	size_t lb_state_off; /* of this upstream's block in a worker's lb state */
+};
+
+struct rt_route {
+	const char *path;
+	uint32_t len;
+	uint32_t upstream;
+};
+
+struct rt_site {
+	struct syn_plan_site cfg;
+	struct rt_route *routes; /* longest prefix first */
+	uint32_t nroutes;
+};
+
+struct rt_host {
+	char *name; /* lowercase; "*.x" stored as ".x" */
+	uint32_t len;
+	uint32_t site;
+	uint32_t wildcard;
+};
+
+struct rt_listener {
+	struct syn_plan_listener cfg; /* cfg.fd is our dup */
+};
+
+struct rt_plan {
+	uint64_t generation;
+	struct syn_plan_limits limits;
+	uint32_t nlisteners, nupstreams, nsites, nhosts;
+	struct rt_listener *listeners;
+	struct rt_upstream *upstreams;
+	struct rt_site *sites;
+	struct rt_host *hosts; /* exact names sorted, then wildcards longest first */
+	uint32_t nexact;
+	int32_t default_site; /* "*", or -1 */
+	size_t lb_state_size;
+	int access_log_fd;
+	uint32_t access_log_json;
+	/* per worker: requests in flight under this plan, and its balancer state */
+	_Atomic uint32_t refs[SYN_MAX_WORKERS];
+	_Atomic uint32_t left[SYN_MAX_WORKERS]; /* the worker has moved to a newer plan */
+	void *lb_state[SYN_MAX_WORKERS];
+	struct rt_plan *next_retired;
+};
+
+/* ---- connections ---------------------------------------------------------- */
+
+enum conn_kind { CONN_FREE = 0, CONN_CLIENT, CONN_UPSTREAM };
+
+enum conn_state {
+	CS_IDLE = 0,   /* client: waiting for a request; upstream: pooled */
+	CS_HEAD,       /* client: reading a request head */
+	CS_WAIT_UP,    /* client: request handed to an upstream */
+	CS_REQ_BODY,   /* client: relaying the request body */
+	CS_RESPONDING, /* client: a response is going out */
+	CS_CONNECTING, /* upstream */
+	CS_SENDING,    /* upstream: request head/body going out */
+	CS_RESP_HEAD,  /* upstream: reading the response head */
+	CS_RESP_BODY,  /* upstream: relaying the response body */
+	CS_CLOSING,
+};
+
+enum body_mode { BODY_NONE = 0, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
+
+enum timer_list {
+	TL_NONE = 0,
+	TL_CLIENT_HEAD,
+	TL_CLIENT_BODY,
+	TL_KEEPALIVE,
+	TL_UPSTREAM,
+	TL__COUNT
+};
+
+struct syn_conn {
+	int fd;
+	uint32_t gen;
+	uint8_t kind;
+	uint8_t state;
+	uint8_t pending; /* operations in flight on this slot */
+	uint8_t closing;
+	uint32_t next; /* free list, or pool list */
+	uint32_t peer; /* paired connection, or SYN_NONE */
+
+	/* receive: a held buffer and its data window */
+	int32_t rx_bid;
+	uint32_t rx_start, rx_end;
+	uint8_t recving;
+	uint8_t sending;
+	uint8_t eof;
+
+	/* send: what is going out now */
+	char *tx; /* owned slab (head, error), or NULL */
+	const char *out;
+	uint32_t out_len;
+	uint8_t out_release_rx; /* after the send, drop out_len bytes from the peer's rx */
+
+	/* timer */
+	uint8_t tlist;
+	uint64_t deadline;
+	uint32_t tprev, tnext;
+
+	/* the request (client) or the exchange (upstream) */
+	struct rt_plan *plan;
+	uint64_t start_us;
+	uint8_t method;
+	uint8_t version;
+	uint8_t keepalive;
+	uint8_t body_mode;
+	uint8_t resp_started; /* a response byte went to the client: never retry */
+	uint8_t req_sent;     /* request bytes went to an upstream */
+	uint8_t reused;       /* upstream: taken from the pool */
+	uint8_t head_req;     /* the request was HEAD */
+	uint16_t status;
+	uint32_t site;     /* index in plan, or SYN_NONE */
+	uint32_t upstream; /* index in plan, or SYN_NONE */
+	int32_t server;    /* index in the upstream, or -1 */
+	uint32_t tries;
+	uint64_t remaining; /* body bytes left (BODY_LENGTH) */
+	struct syn_h1_chunked ck;
+	uint64_t tried[SYN_LB_WORDS];
+	uint32_t listener_slot;
+	struct sockaddr_storage peer_addr;
+	uint32_t head_len;  /* client: length of the rewritten head in tx */
+	uint32_t body_held; /* client: the whole body came with the head: its length, kept
+	                         * in rx until the response starts so a retry can resend it */
+	uint8_t body_held_sent;
+	uint8_t fresh_only;    /* client: the next attempt must not reuse a pooled connection */
+	uint8_t stale_retried; /* client: the one retry for a stale pooled connection is spent */
+	uint32_t listener_bit;
+	uint32_t srv_slot;  /* upstream: server slot (pool key) */
+	const char *queued; /* client: a send waiting for the one in flight */
+	uint32_t queued_len;
+	uint64_t up_start_us; /* upstream exchange start, for latency */
+};
+
+/* ---- I/O seam --------------------------------------------------------------- */
+
+struct syn_worker;
+
+struct syn_io_ops {
+	/* Receive into the held buffer, or into a pool buffer picked on arrival
+	 * when none is held.  Completion: proxy_on_recv(). */
+	void (*recv)(struct syn_worker *w, struct syn_conn *c);
+	/* Send c->out / c->out_len.  Completion: proxy_on_send(). */
+	void (*send)(struct syn_worker *w, struct syn_conn *c);
+	/* Completion: proxy_on_connect(). */
+	void (*connect)(struct syn_worker *w, struct syn_conn *c, const struct sockaddr *sa,
+			socklen_t len);
+	/* Stop what is in flight on c (completions still arrive). */
+	void (*cancel)(struct syn_worker *w, struct syn_conn *c);
+	/* Buffers of the receive pool. */
+	char *(*buf)(struct syn_worker *w, int32_t bid);
+	void (*buf_release)(struct syn_worker *w, int32_t bid);
+};
+
+/* ---- workers and the engine ---------------------------------------------- */
+
+struct syn_pool { /* idle upstream connections of one server, this worker */
+	uint32_t head;
+	uint32_t count;
+};
+
+struct syn_accept { /* a listener this worker accepts on */
+	int fd;
+	uint32_t slot;
+	uint32_t bit;
+	uint8_t armed;   /* 1 armed, 2 being cancelled */
+	uint8_t wanted;  /* the current plan has this listener */
+	uint8_t fd_live; /* fd still belongs to a plan we use */
+};
+
+struct syn_worker {
+	struct syn_engine *e;
+	uint32_t id;
+	pthread_t thread;
+	const struct syn_io_ops *io;
+	void *io_state;
+	struct rt_plan *plan;
+	uint64_t now_ms;
+	uint64_t now_us;
+	struct syn_stats *stats;
+
+	struct syn_conn *conns;
+	uint32_t nconns;
+	uint32_t free_head;
+	uint32_t nclients;
+	uint32_t max_clients;
+
+	uint32_t thead[TL__COUNT], ttail[TL__COUNT];
+
+	char **tx_free; /* free tx slabs (a stack) */
+	uint32_t tx_nfree, tx_cap;
+
+	struct syn_pool pools[SYN_MAX_SERVERS];
+	struct syn_accept accepts[256];
+	uint32_t naccepts;
+	uint8_t stopping;
+	uint8_t accept_paused;
+};
+
+struct syn_engine {
+	struct syn_engine_config cfg;
+	struct syn_worker workers[SYN_MAX_WORKERS];
+	struct syn_server_shared servers[SYN_MAX_SERVERS];
+	struct syn_passive {
+		uint32_t fails;
+		uint64_t window_start_ms;
+		uint64_t ejected_until_ms;
+	} passive[SYN_MAX_SERVERS];
+	_Atomic(struct rt_plan *) plan;
+	struct rt_plan *retired;
+	pthread_mutex_t lock; /* control plane calls only: apply, gc, stop */
+	_Atomic int stop;
+	_Atomic uint64_t stop_deadline_ms;
+	int started;
+};
+
+/* plan.c */
+struct rt_plan *syn_plan_compile(const struct syn_plan *p, char *err, size_t errlen);
+void syn_plan_free(struct rt_plan *rp);
+
+/* route.c: the site for a Host value (or -1), and the route for a path */
+int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint32_t listener_bit);
+const struct rt_route *syn_route_path(const struct rt_site *s, const char *path, size_t len);
+
+/* proxy.c: completions from the I/O engine */
+void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);
+void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bid);
+void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res);
+void proxy_on_connect(struct syn_worker *w, struct syn_conn *c, int res);
+void proxy_on_closed(struct syn_worker *w, struct syn_conn *c);
+void proxy_timers(struct syn_worker *w);
+void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp);
+int proxy_worker_init(struct syn_worker *w);
+void proxy_worker_fini(struct syn_worker *w);
+int proxy_idle(struct syn_worker *w); /* no request in flight */
+void proxy_close_idle(struct syn_worker *w);
+
+/* uring.c */
+extern const struct syn_io_ops syn_uring_ops;
+int uring_worker_init(struct syn_worker *w);
+void uring_worker_fini(struct syn_worker *w);
+void uring_run(struct syn_worker *w);
+void uring_sync_accepts(struct syn_worker *w);
+
+/* stats.c */
+void syn_stats_observe(uint64_t *hist, uint64_t *count, uint64_t *sum, uint64_t us);
+
+static inline struct syn_conn *conn_at(struct syn_worker *w, uint32_t i)
+{
+	return &w->conns[i];
+}
+
+static inline uint32_t conn_index(struct syn_worker *w, const struct syn_conn *c)
+{
+	return (uint32_t)(c - w->conns);
+}
+
+#endif

@@ -1,0 +1,433 @@
+/* native/src/uring.c - the io_uring I/O engine.
+ *
+ * One ring per worker, created on the worker's own thread so that it can
+ * be SINGLE_ISSUER | DEFER_TASKRUN (completions are processed only when
+ * the worker asks, with no inter-processor interrupts).  Receives pick a
+ * buffer from a provided-buffer ring when data arrives, so an idle
+ * connection holds no memory.  Each feature is probed, with a fallback:
+ * no buffer ring -> a buffer is taken before the receive is posted; no
+ * multishot accept -> one accept re-armed per completion.
+ *
+ * user_data = op << 56 | generation << 32 | slot.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+enum uring_op { OP_NONE = 0, OP_ACCEPT, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_WAKE };
+
+#define UR_BGID       7
+#define UR_SQ_ENTRIES 1024
+#define UR_CQ_ENTRIES 16384
+#define UR_TICK_NS    50000000LL /* timers are checked at least this often */
+
+struct uring_state {
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_bytes;
+	char *bufs[SYN_BUF_MAX];
+	uint32_t nbufs;      /* buffers created */
+	uint32_t avail;      /* in the ring (or on the free stack without a ring) */
+	int32_t *free_stack; /* without a buffer ring */
+	char *chunks[SYN_BUF_MAX / SYN_BUF_CHUNK];
+	uint32_t nchunks;
+	uint8_t has_buf_ring;
+	uint8_t has_multishot_accept;
+};
+
+static inline uint64_t ur_data(enum uring_op op, uint32_t gen, uint32_t idx)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | idx;
+}
+
+static inline struct uring_state *ur(struct syn_worker *w)
+{
+	return w->io_state;
+}
+
+static struct io_uring_sqe *ur_sqe(struct syn_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ur(w)->ring);
+
+	if (!sqe) {
+		/* the SQ is full: flush it and try once more */
+		io_uring_submit(&ur(w)->ring);
+		sqe = io_uring_get_sqe(&ur(w)->ring);
+	}
+	return sqe;
+}
+
+/* Add SYN_BUF_CHUNK buffers to the pool: at start and when it runs low,
+ * never per request once warm.  0, or -ENOMEM at the cap. */
+static int ur_grow(struct syn_worker *w)
+{
+	struct uring_state *s = ur(w);
+	uint32_t i, mask = (uint32_t)io_uring_buf_ring_mask(SYN_BUF_MAX);
+	char *chunk;
+
+	if (s->nbufs + SYN_BUF_CHUNK > SYN_BUF_MAX)
+		return -ENOMEM;
+	chunk = aligned_alloc(4096, (size_t)SYN_BUF_CHUNK * SYN_BUF_SIZE);
+	if (!chunk)
+		return -ENOMEM;
+	w->stats->heap_allocs++;
+	s->chunks[s->nchunks++] = chunk;
+	for (i = 0; i < SYN_BUF_CHUNK; i++) {
+		uint32_t bid = s->nbufs++;
+
+		s->bufs[bid] = chunk + (size_t)i * SYN_BUF_SIZE;
+		if (s->has_buf_ring)
+			io_uring_buf_ring_add(s->br, s->bufs[bid], SYN_BUF_SIZE,
+					      (unsigned short)bid, (int)mask, (int)i);
+		else
+			s->free_stack[s->avail + i] = (int32_t)bid;
+	}
+	if (s->has_buf_ring)
+		io_uring_buf_ring_advance(s->br, SYN_BUF_CHUNK);
+	s->avail += SYN_BUF_CHUNK;
+	return 0;
+}
+
+static char *ur_buf(struct syn_worker *w, int32_t bid)
+{
+	return ur(w)->bufs[bid];
+}
+
+static void ur_buf_release(struct syn_worker *w, int32_t bid)
+{
+	struct uring_state *s = ur(w);
+
+	if (s->has_buf_ring) {
+		io_uring_buf_ring_add(s->br, s->bufs[bid], SYN_BUF_SIZE, (unsigned short)bid,
+				      io_uring_buf_ring_mask(SYN_BUF_MAX), 0);
+		io_uring_buf_ring_advance(s->br, 1);
+	} else {
+		s->free_stack[s->avail] = bid;
+	}
+	s->avail++;
+}
+
+static void ur_recv(struct syn_worker *w, struct syn_conn *c)
+{
+	struct uring_state *s = ur(w);
+	struct io_uring_sqe *sqe;
+
+	if (c->rx_bid < 0 && !s->has_buf_ring) {
+		if (!s->avail && ur_grow(w)) {
+			proxy_on_recv(w, c, -ENOBUFS, -1);
+			return;
+		}
+		c->rx_bid = s->free_stack[--s->avail];
+		c->rx_start = c->rx_end = 0;
+	}
+	if (c->rx_bid < 0 && s->avail < SYN_BUF_CHUNK / 4)
+		ur_grow(w);
+	sqe = ur_sqe(w);
+	if (c->rx_bid >= 0) {
+		io_uring_prep_recv(sqe, c->fd, s->bufs[c->rx_bid] + c->rx_end,
+				   SYN_BUF_SIZE - c->rx_end, 0);
+	} else {
+		io_uring_prep_recv(sqe, c->fd, NULL, SYN_BUF_SIZE, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = UR_BGID;
+		s->avail--; /* one will be taken when data arrives */
+	}
+	io_uring_sqe_set_data64(sqe, ur_data(OP_RECV, c->gen, conn_index(w, c)));
+	c->pending++;
+	c->recving = 1;
+	w->stats->io_ops[1]++;
+}
+
+static void ur_send(struct syn_worker *w, struct syn_conn *c)
+{
+	struct io_uring_sqe *sqe = ur_sqe(w);
+
+	io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_SEND, c->gen, conn_index(w, c)));
+	c->pending++;
+	c->sending = 1;
+	w->stats->io_ops[2]++;
+}
+
+static void ur_connect(struct syn_worker *w, struct syn_conn *c, const struct sockaddr *sa,
+		       socklen_t len)
+{
+	struct io_uring_sqe *sqe = ur_sqe(w);
+
+	io_uring_prep_connect(sqe, c->fd, sa, len);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_CONNECT, c->gen, conn_index(w, c)));
+	c->pending++;
+	w->stats->io_ops[5]++;
+}
+
+static void ur_cancel(struct syn_worker *w, struct syn_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->pending)
+		return;
+	sqe = ur_sqe(w);
+	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_CANCEL, 0, 0));
+}
+
+const struct syn_io_ops syn_uring_ops = {
+	.recv = ur_recv,
+	.send = ur_send,
+	.connect = ur_connect,
+	.cancel = ur_cancel,
+	.buf = ur_buf,
+	.buf_release = ur_buf_release,
+};
+
+static void ur_arm_accept(struct syn_worker *w, uint32_t i)
+{
+	struct syn_accept *a = &w->accepts[i];
+	struct io_uring_sqe *sqe = ur_sqe(w);
+
+	if (ur(w)->has_multishot_accept)
+		io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_ACCEPT, 0, i));
+	a->armed = 1;
+}
+
+/* Arm accepts on the listeners the plan wants, cancel those it dropped. */
+void uring_sync_accepts(struct syn_worker *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->naccepts; i++) {
+		struct syn_accept *a = &w->accepts[i];
+
+		if (a->wanted && !a->armed && !w->accept_paused && !w->stopping) {
+			ur_arm_accept(w, i);
+		} else if ((!a->wanted || w->accept_paused || w->stopping) && a->armed) {
+			struct io_uring_sqe *sqe = ur_sqe(w);
+
+			io_uring_prep_cancel64(sqe, ur_data(OP_ACCEPT, 0, i), 0);
+			io_uring_sqe_set_data64(sqe, ur_data(OP_CANCEL, 0, 0));
+			a->armed = 2; /* cancelling: the final completion clears it */
+		}
+	}
+}
+
+static void ur_on_accept(struct syn_worker *w, struct io_uring_cqe *cqe, uint32_t i)
+{
+	struct syn_accept *a = &w->accepts[i];
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		a->armed = 0;
+	if (cqe->res >= 0) {
+		w->stats->io_ops[0]++;
+		if (a->wanted && !w->stopping)
+			proxy_on_accept(w, a, cqe->res);
+		else
+			close(cqe->res);
+	}
+	if (!a->armed)
+		uring_sync_accepts(w);
+}
+
+static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t d = io_uring_cqe_get_data64(cqe);
+	enum uring_op op = (enum uring_op)(d >> 56);
+	uint32_t idx = (uint32_t)d, gen = (uint32_t)(d >> 32) & 0xffffff;
+	struct syn_conn *c;
+	int32_t bid = -1;
+
+	if (op == OP_ACCEPT) {
+		ur_on_accept(w, cqe, idx);
+		return;
+	}
+	if (op == OP_CANCEL || op == OP_NONE || op == OP_WAKE || idx >= w->nconns)
+		return;
+	c = conn_at(w, idx);
+	if ((c->gen & 0xffffff) != gen || c->kind == CONN_FREE)
+		return; /* stale: the slot was reused (cannot happen while pending counts) */
+	c->pending--;
+	switch (op) {
+	case OP_RECV:
+		c->recving = 0;
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		else if (c->rx_bid < 0 && ur(w)->has_buf_ring)
+			ur(w)->avail++; /* no data, no buffer taken */
+		proxy_on_recv(w, c, cqe->res, bid);
+		break;
+	case OP_SEND:
+		c->sending = 0;
+		proxy_on_send(w, c, cqe->res);
+		break;
+	case OP_CONNECT:
+		proxy_on_connect(w, c, cqe->res);
+		break;
+	default:
+		break;
+	}
+	if (c->kind != CONN_FREE && c->closing && !c->pending)
+		proxy_on_closed(w, c);
+}
+
+static void ur_clock(struct syn_worker *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	w->now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	w->now_ms = w->now_us / 1000u;
+}
+
+static int ur_probe(struct uring_state *s)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&s->ring);
+
+	if (!probe)
+		return 0;
+	/* multishot accept came in 5.19 with the buffer ring: the same probe
+	 * result, so buf ring registration success stands for both */
+	io_uring_free_probe(probe);
+	return 0;
+}
+
+int uring_worker_init(struct syn_worker *w)
+{
+	struct uring_state *s = calloc(1, sizeof(*s));
+	struct io_uring_params p;
+	int rc, ret;
+
+	if (!s)
+		return -ENOMEM;
+	w->io_state = s;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	p.cq_entries = UR_CQ_ENTRIES;
+	rc = io_uring_queue_init_params(UR_SQ_ENTRIES, &s->ring, &p);
+	if (rc == -EINVAL) {
+		/* before 6.1: no DEFER_TASKRUN; COOP_TASKRUN still avoids IPIs */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+		p.cq_entries = UR_CQ_ENTRIES;
+		rc = io_uring_queue_init_params(UR_SQ_ENTRIES, &s->ring, &p);
+	}
+	if (rc == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = UR_CQ_ENTRIES;
+		rc = io_uring_queue_init_params(UR_SQ_ENTRIES, &s->ring, &p);
+	}
+	if (rc < 0)
+		goto free_state;
+	ur_probe(s);
+
+	s->br_bytes = sizeof(struct io_uring_buf) * SYN_BUF_MAX;
+	s->br = mmap(NULL, s->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (s->br != MAP_FAILED) {
+		struct io_uring_buf_reg reg = {
+			.ring_addr = (unsigned long)s->br,
+			.ring_entries = SYN_BUF_MAX,
+			.bgid = UR_BGID,
+		};
+
+		io_uring_buf_ring_init(s->br);
+		ret = io_uring_register_buf_ring(&s->ring, &reg, 0);
+		if (ret == 0) {
+			s->has_buf_ring = 1;
+			s->has_multishot_accept = 1;
+		} else {
+			munmap(s->br, s->br_bytes);
+			s->br = NULL;
+		}
+	} else {
+		s->br = NULL;
+	}
+	if (!s->has_buf_ring) {
+		s->free_stack = calloc(SYN_BUF_MAX, sizeof(*s->free_stack));
+		if (!s->free_stack) {
+			rc = -ENOMEM;
+			goto exit_ring;
+		}
+	}
+	rc = ur_grow(w);
+	if (rc)
+		goto exit_ring;
+	ur_clock(w);
+	return 0;
+
+exit_ring:
+	io_uring_queue_exit(&s->ring);
+free_state:
+	free(s->free_stack);
+	free(s);
+	w->io_state = NULL;
+	return rc;
+}
+
+void uring_worker_fini(struct syn_worker *w)
+{
+	struct uring_state *s = ur(w);
+	uint32_t i;
+
+	if (!s)
+		return;
+	io_uring_queue_exit(&s->ring);
+	if (s->br)
+		munmap(s->br, s->br_bytes);
+	for (i = 0; i < s->nchunks; i++)
+		free(s->chunks[i]);
+	free(s->free_stack);
+	free(s);
+	w->io_state = NULL;
+}
+
+/* The worker's loop: submit, wait for at least one completion or the tick,
+ * handle every completion, then timers, plan changes and stopping. */
+void uring_run(struct syn_worker *w)
+{
+	struct io_uring *ring = &ur(w)->ring;
+	struct syn_engine *e = w->e;
+
+	uring_sync_accepts(w);
+	for (;;) {
+		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = UR_TICK_NS};
+		struct io_uring_cqe *cqe;
+		struct rt_plan *rp;
+		unsigned head, n = 0;
+
+		io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+		ur_clock(w);
+		io_uring_for_each_cqe(ring, head, cqe)
+		{
+			ur_complete(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(ring, n);
+
+		rp = atomic_load_explicit(&e->plan, memory_order_acquire);
+		if (rp != w->plan)
+			proxy_adopt_plan(w, rp);
+		proxy_timers(w);
+		if (atomic_load_explicit(&e->stop, memory_order_acquire)) {
+			if (!w->stopping) {
+				w->stopping = 1;
+				uring_sync_accepts(w);
+				proxy_close_idle(w);
+			}
+			if (proxy_idle(w) ||
+			    w->now_ms >= atomic_load_explicit(&e->stop_deadline_ms,
+							      memory_order_relaxed))
+				break;
+		}
+	}
+}
