@@ -117,10 +117,7 @@ pytest: native
 test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest
 
 run: native
-	$(VENV)/bin/synapserve version
-	@echo
-	@echo "make run: not yet: this build has the HTTP/1.1 parser only; the data plane"
-	@echo "(issue 3) and the control plane (issue 4) bring 'synapserve run'."
+	bash scripts/run-demo.sh
 
 # ---- benchmarks -------------------------------------------------------------
 

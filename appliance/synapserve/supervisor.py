@@ -278,7 +278,7 @@ class Supervisor:
             self.engine.close()
 
     def _on_health_change(self, upstream: str, server: str, up: bool) -> None:
-        log.warning("upstream %s server %s is %s", upstream, server, "up" if up else "down")
+        """Health transitions are logged by the checker; nothing more to do yet."""
 
 
 def summarize(changes: dict) -> str:
