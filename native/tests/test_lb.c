@@ -603,6 +603,35 @@ static void test_random(void)
 	CHECK(cnt[1] == 1000, "31/3 loses to 10/1: %d", cnt[1]);
 	pool_free(p);
 
+	/* the draws are by weight both ways they are made: by rejection (most
+	 * of the pool usable) and by scanning (two usable servers of 200) */
+	{
+		static uint32_t wb[200];
+		int c5 = 0, c150 = 0, heavy = 0, s;
+
+		for (i = 0; i < 200; i++)
+			wb[i] = i == 5 ? 3 : i == 150 ? 1 : 1 + (uint32_t)(i % 4);
+		p = pool_new(SYN_LB_RANDOM, 200, wb, NULL, 0, 3);
+		memset(&ctx, 0, sizeof(ctx));
+		set_bit(&ctx, 5, 1);
+		set_bit(&ctx, 150, 1);
+		for (i = 0; i < 20000; i++) {
+			s = pick(p, &ctx);
+			c5 += s == 5;
+			c150 += s == 150;
+		}
+		CHECK(c5 + c150 == 20000 && c5 > 14000 && c5 < 16000, "scan draws 3:1: %d %d", c5,
+		      c150);
+		/* all usable, idle: the first draw decides, so shares follow the
+		 * weights (sum 499): the 50 servers of weight 4 get 200/499 */
+		ctx = ctx_all(200);
+		for (i = 0; i < 100000; i++)
+			heavy += wb[pick(p, &ctx)] == 4;
+		CHECK(heavy > 100000 * 190 / 500 && heavy < 100000 * 210 / 500,
+		      "rejection draws by weight: %d of 100000 to weight 4 (expect 40%%)", heavy);
+		pool_free(p);
+	}
+
 	/* different seeds, different sequences (workers not in lockstep) */
 	{
 		struct pool *a = pool_new(SYN_LB_RANDOM, 8, NULL, NULL, 0, 1);
