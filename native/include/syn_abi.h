@@ -176,6 +176,10 @@ int syn_engine_gc(struct syn_engine *e);
 /* Active health: the checker marks a server slot up (1) or down (0). */
 void syn_engine_server_set_up(struct syn_engine *e, uint32_t slot, int up);
 
+/* A slot gets a server new to its upstream (start, or added by a reload):
+ * passive state cleared, up or down as given, slow_start ramp from now. */
+void syn_engine_server_added(struct syn_engine *e, uint32_t slot, int up);
+
 struct syn_server_status {
 	uint32_t up;      /* by active checks */
 	uint32_t ejected; /* by passive checks, now */

@@ -222,6 +222,17 @@ void syn_engine_server_set_up(struct syn_engine *e, uint32_t slot, int up)
 	__atomic_store_n(&e->servers[slot].up, up ? 1u : 0u, __ATOMIC_RELAXED);
 }
 
+void syn_engine_server_added(struct syn_engine *e, uint32_t slot, int up)
+{
+	if (slot >= SYN_MAX_SERVERS)
+		return;
+	__atomic_store_n(&e->passive[slot].fails, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->passive[slot].window_start_ms, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->passive[slot].ejected_until_ms, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->servers[slot].up_since_ms, eng_now_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&e->servers[slot].up, up ? 1u : 0u, __ATOMIC_RELAXED);
+}
+
 int syn_engine_server_status(struct syn_engine *e, uint32_t slot, struct syn_server_status *out)
 {
 	if (slot >= SYN_MAX_SERVERS)

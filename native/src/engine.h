@@ -19,10 +19,13 @@
 #include "syn/lb.h"
 #include "syn_abi.h"
 
-#define SYN_BUF_SIZE  16384 /* one receive buffer; also the largest head sent */
-#define SYN_BUF_CHUNK 64    /* buffers added to a worker's pool at a time */
-#define SYN_BUF_MAX   4096  /* buffers per worker, at most (the ring size) */
-#define SYN_NONE      UINT32_MAX
+#define SYN_BUF_SIZE   16384 /* one receive buffer; also the largest head sent */
+#define SYN_BUF_CHUNK  64    /* buffers added to a worker's pool at a time */
+#define SYN_BUF_MAX    4096  /* buffers per worker, at most (the ring size) */
+#define SYN_NONE       UINT32_MAX
+#define SYN_PIPES      1024 /* per worker; past it bodies are copied */
+#define SYN_PIPE_SIZE  (256 * 1024)
+#define SYN_SPLICE_MIN (64 * 1024) /* bodies from this size on go by splice */
 
 /* ---- runtime plan --------------------------------------------------------- */
 
@@ -174,6 +177,12 @@ struct syn_conn {
 	const char *queued; /* client: a send waiting for the one in flight */
 	uint32_t queued_len;
 	uint64_t up_start_us; /* upstream exchange start, for latency */
+
+	/* splice relay: on the source connection of a body */
+	int32_t pipe;                  /* index in w->pipes, or -1 */
+	uint32_t pipe_bytes;           /* in the pipe, not yet sent */
+	uint8_t splicing;              /* 1: into the pipe, 2: out of it (on the destination) */
+	uint32_t plan_read_timeout_ms; /* upstream: read_timeout of its upstream */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -194,6 +203,11 @@ struct syn_io_ops {
 	/* Buffers of the receive pool. */
 	char *(*buf)(struct syn_worker *w, int32_t bid);
 	void (*buf_release)(struct syn_worker *w, int32_t bid);
+	/* Move up to len bytes from fd_in to fd_out in the kernel once
+	 * wait_fd is ready for wait_events (POLLIN / POLLOUT); NULL when the
+	 * engine cannot.  Completion: proxy_on_splice(). */
+	void (*splice)(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out,
+		       uint32_t len, int wait_fd, short wait_events);
 };
 
 /* ---- workers and the engine ---------------------------------------------- */
@@ -239,6 +253,12 @@ struct syn_worker {
 	uint32_t naccepts;
 	uint8_t stopping;
 	uint8_t accept_paused;
+
+	/* pipes for splice, reused; a pipe goes back only when empty */
+	int pipes[SYN_PIPES][2];
+	uint32_t npipes;
+	uint32_t pipe_free[SYN_PIPES];
+	uint32_t npipe_free;
 };
 
 struct syn_engine {
@@ -272,6 +292,7 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_connect(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c);
+void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_timers(struct syn_worker *w);
 void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp);
 int proxy_worker_init(struct syn_worker *w);

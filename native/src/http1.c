@@ -214,26 +214,35 @@ static unsigned h1_clamp_headers(unsigned max_headers)
 								      : max_headers;
 }
 
+/* Below this many bytes the scalar scanners win: a short head has short
+ * fields, and every level gives the same result, so only speed differs. */
+#define H1_SIMD_MIN_LEN 64
+
+static inline const struct syn_h1_impl *h1_impl_for(size_t len)
+{
+	return len < H1_SIMD_MIN_LEN ? &syn_h1_impl_scalar : h1_impl();
+}
+
 int syn_h1_parse_request(const char *buf, size_t len, struct syn_h1_request *req)
 {
-	return h1_impl()->request(buf, len, req, SYN_H1_MAX_HEAD, SYN_H1_MAX_HEADERS);
+	return h1_impl_for(len)->request(buf, len, req, SYN_H1_MAX_HEAD, SYN_H1_MAX_HEADERS);
 }
 
 int syn_h1_parse_response(const char *buf, size_t len, struct syn_h1_response *resp)
 {
-	return h1_impl()->response(buf, len, resp, SYN_H1_MAX_HEAD, SYN_H1_MAX_HEADERS);
+	return h1_impl_for(len)->response(buf, len, resp, SYN_H1_MAX_HEAD, SYN_H1_MAX_HEADERS);
 }
 
 int syn_h1_parse_request_limits(const char *buf, size_t len, struct syn_h1_request *req,
 				size_t max_head, unsigned max_headers)
 {
-	return h1_impl()->request(buf, len, req, h1_clamp_head(max_head),
-				  h1_clamp_headers(max_headers));
+	return h1_impl_for(len)->request(buf, len, req, h1_clamp_head(max_head),
+					 h1_clamp_headers(max_headers));
 }
 
 int syn_h1_parse_response_limits(const char *buf, size_t len, struct syn_h1_response *resp,
 				 size_t max_head, unsigned max_headers)
 {
-	return h1_impl()->response(buf, len, resp, h1_clamp_head(max_head),
-				   h1_clamp_headers(max_headers));
+	return h1_impl_for(len)->response(buf, len, resp, h1_clamp_head(max_head),
+					  h1_clamp_headers(max_headers));
 }

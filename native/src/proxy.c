@@ -9,9 +9,12 @@
  * allocates per request: connections are slots, buffers come from pools
  * that grow only while warming up.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,8 +168,58 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->tprev = c->tnext = SYN_NONE;
 	c->site = c->upstream = SYN_NONE;
 	c->server = -1;
+	c->pipe = -1;
+	c->pipe_bytes = 0;
+	c->splicing = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
+}
+
+/* ---- pipes for splice -------------------------------------------------------- */
+
+static int pipe_get(struct syn_worker *w)
+{
+	uint32_t i;
+	int fds[2];
+
+	if (w->npipe_free) {
+		i = w->pipe_free[--w->npipe_free];
+	} else {
+		if (w->npipes == SYN_PIPES)
+			return -1;
+		i = w->npipes++;
+		w->pipes[i][0] = w->pipes[i][1] = -1;
+	}
+	if (w->pipes[i][0] < 0) {
+		if (pipe2(fds, O_CLOEXEC)) {
+			w->pipe_free[w->npipe_free++] = i;
+			return -1;
+		}
+		/* bigger than the 64 KiB default: fewer round trips per body */
+		fcntl(fds[1], F_SETPIPE_SZ, SYN_PIPE_SIZE);
+		w->pipes[i][0] = fds[0];
+		w->pipes[i][1] = fds[1];
+	}
+	return (int)i;
+}
+
+/* Give the pipe of s back: kept when empty and no splice can still touch
+ * it, else closed (an operation in flight keeps its own reference) and
+ * made again on next use. */
+static void pipe_release(struct syn_worker *w, struct syn_conn *s, int clean)
+{
+	int i = s->pipe;
+
+	if (i < 0)
+		return;
+	if (!clean || s->pipe_bytes) {
+		close(w->pipes[i][0]);
+		close(w->pipes[i][1]);
+		w->pipes[i][0] = w->pipes[i][1] = -1;
+	}
+	w->pipe_free[w->npipe_free++] = (uint32_t)i;
+	s->pipe = -1;
+	s->pipe_bytes = 0;
 }
 
 static void plan_ref(struct syn_worker *w, struct syn_conn *c)
@@ -214,6 +267,7 @@ static void server_active(struct syn_worker *w, struct syn_conn *c, int delta)
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 {
 	close(c->fd);
+	pipe_release(w, c, 0);
 	if (c->rx_bid >= 0)
 		w->io->buf_release(w, c->rx_bid);
 	tx_put(w, c);
@@ -584,6 +638,8 @@ void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd)
 }
 
 /* Body framing of the request just parsed; 0, or a status to refuse with. */
+static int splice_start(struct syn_worker *w, struct syn_conn *s);
+
 static int request_framing(struct syn_worker *w, struct syn_conn *c,
 			   const struct syn_h1_request *req)
 {
@@ -946,6 +1002,9 @@ static void upstream_fail(struct syn_worker *w, struct syn_conn *u, enum fail_re
 	}
 	up = &c->plan->upstreams[c->upstream];
 	passive_fail(w, up, up->servers[c->server].slot, why);
+	if (up->def->ops->done)
+		up->def->ops->done((char *)c->plan->lb_state[w->id] + up->lb_state_off, &up->lb,
+				   c->server, w->now_us - u->up_start_us, 1);
 	unpair(w, u);
 	conn_close(w, u);
 
@@ -1001,6 +1060,8 @@ static void upstream_send_body(struct syn_worker *w, struct syn_conn *u)
 		}
 	}
 	c->state = CS_REQ_BODY;
+	if (!splice_start(w, c))
+		return;
 	timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
 	if (c->rx_end == SYN_BUF_SIZE)
 		rx_compact(w, c);
@@ -1185,8 +1246,127 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 	}
 	u->state = CS_RESP_BODY;
 	c->state = CS_RESPONDING;
+	u->plan_read_timeout_ms = up->cfg.read_timeout_ms;
 	timer_set(w, u, TL_UPSTREAM, up->cfg.read_timeout_ms);
 	client_send(w, c, c->tx, hl, 0);
+}
+
+/* ---- splice relay ---------------------------------------------------------- */
+
+/* Can the rest of s's body go socket -> pipe -> socket, never through user
+ * space?  Large enough, nothing of it buffered, an engine that can. */
+static int splice_ready(struct syn_worker *w, const struct syn_conn *s)
+{
+	if (!w->io->splice || rx_len(s) || s->recving || s->rx_bid >= 0)
+		return 0;
+	if (s->body_mode == BODY_LENGTH)
+		return s->remaining >= SYN_SPLICE_MIN;
+	return s->body_mode == BODY_CLOSE && s->kind == CONN_UPSTREAM;
+}
+
+static void splice_in(struct syn_worker *w, struct syn_conn *s)
+{
+	uint64_t want = s->body_mode == BODY_LENGTH ? s->remaining : SYN_PIPE_SIZE;
+	uint32_t len = want < SYN_PIPE_SIZE ? (uint32_t)want : SYN_PIPE_SIZE;
+
+	if (s->kind == CONN_UPSTREAM)
+		timer_set(w, s, TL_UPSTREAM, s->plan_read_timeout_ms);
+	else
+		timer_set(w, s, TL_CLIENT_BODY, s->plan->limits.client_body_timeout_ms);
+	s->splicing = 1;
+	w->io->splice(w, s, s->fd, w->pipes[s->pipe][1], len, s->fd, POLLIN);
+}
+
+static void splice_out(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
+{
+	d->splicing = 2;
+	w->io->splice(w, d, w->pipes[s->pipe][0], d->fd, s->pipe_bytes, d->fd, POLLOUT);
+}
+
+/* Start relaying s's body to its peer by splice; 0, or -1 to copy instead. */
+static int splice_start(struct syn_worker *w, struct syn_conn *s)
+{
+	if (!splice_ready(w, s))
+		return -1;
+	if (s->pipe < 0 && (s->pipe = pipe_get(w)) < 0)
+		return -1;
+	splice_in(w, s);
+	return 0;
+}
+
+static void upstream_send_body(struct syn_worker *w, struct syn_conn *u);
+static void relay_body(struct syn_worker *w, struct syn_conn *c, struct syn_conn *u);
+
+static void splice_abort(struct syn_worker *w, struct syn_conn *a, struct syn_conn *b)
+{
+	if (b) {
+		unpair(w, a);
+		conn_close(w, b);
+	}
+	conn_close(w, a);
+}
+
+void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res)
+{
+	struct syn_conn *p = peer_of(w, c);
+	uint8_t dir = c->splicing;
+
+	c->splicing = 0;
+	if (c->closing)
+		return;
+	if (!p || c->state == CS_CLOSING) {
+		conn_close(w, c);
+		return;
+	}
+	if (dir == 1) { /* c is the source: bytes came into the pipe */
+		if (res == -EAGAIN) {
+			splice_in(w, c);
+			return;
+		}
+		if (res == 0 && c->body_mode == BODY_CLOSE) {
+			timer_del(w, c);
+			pipe_release(w, c, 1);
+			relay_body(w, p, c);
+			return;
+		}
+		if (res <= 0) { /* cut short, or reset */
+			splice_abort(w, c, p);
+			return;
+		}
+		c->pipe_bytes += (uint32_t)res;
+		if (c->body_mode == BODY_LENGTH)
+			c->remaining -= (uint64_t)res;
+		if (c->kind == CONN_CLIENT)
+			w->stats->listener_rx_bytes[c->listener_slot] += (uint64_t)res;
+		splice_out(w, c, p);
+		return;
+	}
+	/* c is the destination: bytes left the pipe; p is the source */
+	if (res == -EAGAIN) {
+		splice_out(w, p, c);
+		return;
+	}
+	if (res <= 0) {
+		splice_abort(w, c, p);
+		return;
+	}
+	p->pipe_bytes -= (uint32_t)res;
+	if (c->kind == CONN_CLIENT)
+		w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+	if (p->pipe_bytes) {
+		splice_out(w, p, c);
+		return;
+	}
+	if (!body_done(p) || p->body_mode == BODY_CLOSE) {
+		splice_in(w, p);
+		return;
+	}
+	timer_del(w, p);
+	pipe_release(w, p, 1);
+	if (p->kind == CONN_UPSTREAM)
+		relay_body(w, c, p); /* the response body is through */
+	else
+		upstream_send_body(w, c); /* the request body is through */
 }
 
 /* Relay the next piece of the response body from u to c. */
@@ -1224,6 +1404,8 @@ static void relay_body(struct syn_worker *w, struct syn_conn *c, struct syn_conn
 			return;
 		}
 	}
+	if (!splice_start(w, u))
+		return;
 	if (u->rx_end == SYN_BUF_SIZE)
 		rx_compact(w, u);
 	if (!u->recving)

@@ -10,12 +10,15 @@
  *
  * user_data = op << 56 | generation << 32 | slot.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -23,7 +26,17 @@
 
 #include "engine.h"
 
-enum uring_op { OP_NONE = 0, OP_ACCEPT, OP_RECV, OP_SEND, OP_CONNECT, OP_CANCEL, OP_WAKE };
+enum uring_op {
+	OP_NONE = 0,
+	OP_ACCEPT,
+	OP_RECV,
+	OP_SEND,
+	OP_CONNECT,
+	OP_CANCEL,
+	OP_WAKE,
+	OP_POLL,
+	OP_SPLICE,
+};
 
 #define UR_BGID       7
 #define UR_SQ_ENTRIES 1024
@@ -169,6 +182,28 @@ static void ur_connect(struct syn_worker *w, struct syn_conn *c, const struct so
 	w->stats->io_ops[5]++;
 }
 
+/* IORING_OP_SPLICE is not pollable inside io_uring (two fds): issued
+ * alone it would block an io-wq thread until data comes.  So it is linked
+ * behind a poll on the socket side, and run with SPLICE_F_NONBLOCK. */
+static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out, uint32_t len,
+		      int wait_fd, short wait_events)
+{
+	struct io_uring *ring = &ur(w)->ring;
+	struct io_uring_sqe *sqe;
+
+	if (io_uring_sq_space_left(ring) < 2)
+		io_uring_submit(ring);
+	sqe = ur_sqe(w);
+	io_uring_prep_poll_add(sqe, wait_fd, (unsigned)wait_events);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, ur_data(OP_POLL, c->gen, conn_index(w, c)));
+	sqe = ur_sqe(w);
+	io_uring_prep_splice(sqe, fd_in, -1, fd_out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_SPLICE, c->gen, conn_index(w, c)));
+	c->pending += 2;
+	w->stats->io_ops[4]++;
+}
+
 static void ur_cancel(struct syn_worker *w, struct syn_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -187,6 +222,7 @@ const struct syn_io_ops syn_uring_ops = {
 	.cancel = ur_cancel,
 	.buf = ur_buf,
 	.buf_release = ur_buf_release,
+	.splice = ur_splice,
 };
 
 static void ur_arm_accept(struct syn_worker *w, uint32_t i)
@@ -272,6 +308,11 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case OP_CONNECT:
 		proxy_on_connect(w, c, cqe->res);
+		break;
+	case OP_SPLICE:
+		proxy_on_splice(w, c, cqe->res);
+		break;
+	case OP_POLL: /* the splice linked behind it reports */
 		break;
 	default:
 		break;
