@@ -27,7 +27,7 @@ SRCS     := $(sort $(wildcard native/src/*.c))
 HDRS     := $(wildcard native/include/*.h native/include/syn/*.h native/src/*.h)
 TESTS    := $(basename $(notdir $(wildcard native/tests/test_*.c)))
 FUZZERS  := $(basename $(notdir $(wildcard native/fuzz/fuzz_*.c)))
-PY_SRC   := appliance tests
+PY_SRC   := appliance tests scripts
 
 # Debian packages: building, testing, and the peers tests compare against.
 DEB_BUILD := build-essential pkg-config python3-dev python3-venv liburing-dev libssl-dev

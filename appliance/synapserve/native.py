@@ -130,6 +130,10 @@ class Engine:
     def set_server_up(self, slot: int, up: bool) -> None:
         lib.syn_engine_server_set_up(self._e, slot, 1 if up else 0)
 
+    def server_added(self, slot: int, up: bool) -> None:
+        """A server new to its slot: fresh passive state, slow_start from now."""
+        lib.syn_engine_server_added(self._e, slot, 1 if up else 0)
+
     def server_status(self, slot: int) -> dict[str, int]:
         st = ffi.new("struct syn_server_status *")
         lib.syn_engine_server_status(self._e, slot, st)

@@ -164,7 +164,7 @@ class Supervisor:
             if key in old_slots and old_slots[key] == slot:
                 continue
             up = cfg.upstreams[key[0]]
-            self.engine.set_server_up(slot, up.health is None)
+            self.engine.server_added(slot, up.health is None)
         self.engine.apply(plan)
         plan.commit(self.slots)
         self.plan, self.cfg = plan, cfg
