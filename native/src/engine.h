@@ -103,10 +103,11 @@ enum conn_state {
 	CS_SENDING,    /* upstream: request head/body going out */
 	CS_RESP_HEAD,  /* upstream: reading the response head */
 	CS_RESP_BODY,  /* upstream: relaying the response body */
+	CS_TUNNEL,     /* both: bytes relayed as they are, after a 101 */
 	CS_CLOSING,
 };
 
-enum body_mode { BODY_NONE = 0, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
+enum body_mode { BODY_NONE = 0, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE, BODY_TUNNEL };
 
 enum timer_list {
 	TL_NONE = 0,
@@ -156,6 +157,7 @@ struct syn_conn {
 	uint8_t req_sent;     /* request bytes went to an upstream */
 	uint8_t reused;       /* upstream: taken from the pool */
 	uint8_t head_req;     /* the request was HEAD */
+	uint8_t upgrade_req;  /* client: asked to upgrade (Upgrade + Connection: upgrade) */
 	uint16_t status;
 	uint32_t site;     /* index in plan, or SYN_NONE */
 	uint32_t upstream; /* index in plan, or SYN_NONE */
@@ -181,7 +183,6 @@ struct syn_conn {
 	/* splice relay: on the source connection of a body */
 	int32_t pipe;                  /* index in w->pipes, or -1 */
 	uint32_t pipe_bytes;           /* in the pipe, not yet sent */
-	uint8_t splicing;              /* 1: into the pipe, 2: out of it (on the destination) */
 	uint32_t plan_read_timeout_ms; /* upstream: read_timeout of its upstream */
 };
 
@@ -207,7 +208,7 @@ struct syn_io_ops {
 	 * wait_fd is ready for wait_events (POLLIN / POLLOUT); NULL when the
 	 * engine cannot.  Completion: proxy_on_splice(). */
 	void (*splice)(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out,
-		       uint32_t len, int wait_fd, short wait_events);
+		       uint32_t len, int wait_fd, short wait_events, int role);
 };
 
 /* ---- workers and the engine ---------------------------------------------- */
@@ -292,7 +293,7 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_connect(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c);
-void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res);
+void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int role);
 void proxy_timers(struct syn_worker *w);
 void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp);
 int proxy_worker_init(struct syn_worker *w);

@@ -170,7 +170,6 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->server = -1;
 	c->pipe = -1;
 	c->pipe_bytes = 0;
-	c->splicing = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }
@@ -508,6 +507,11 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 	}
 	if (c->body_mode == BODY_CHUNKED)
 		ob_str(&o, "Transfer-Encoding: chunked\r\n");
+	if (c->upgrade_req) {
+		ob_str(&o, "Connection: Upgrade\r\nUpgrade: ");
+		ob_span(&o, buf, h->upgrade);
+		ob_put(&o, "\r\n", 2);
+	}
 	ob_put(&o, "\r\n", 2);
 	return o.overflow ? 0 : o.len;
 }
@@ -569,6 +573,12 @@ static uint32_t build_response_head(struct syn_conn *c, const char *buf,
 	}
 	if (chunked_out)
 		ob_str(&o, "Transfer-Encoding: chunked\r\n");
+	if (resp->status == 101) {
+		ob_str(&o, "Connection: Upgrade\r\nUpgrade: ");
+		ob_span(&o, buf, h->upgrade);
+		ob_str(&o, "\r\n\r\n");
+		return o.overflow ? 0 : o.len;
+	}
 	if (!c->keepalive)
 		ob_str(&o, "Connection: close\r\n");
 	else if (!c->version)
@@ -728,6 +738,7 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	c->head_req = req.method == SYN_M_HEAD;
 	c->version = req.h.version;
 	c->keepalive = (req.h.flags & SYN_H1_F_KEEPALIVE) != 0;
+	c->upgrade_req = (req.h.flags & SYN_H1_F_UPGRADE) != 0;
 	c->status = 0;
 	c->tries = 0;
 	c->resp_started = c->req_sent = 0;
@@ -1196,7 +1207,11 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 		upstream_fail(w, u, FAIL_RESET, 0);
 		return;
 	}
-	if (resp.status >= 100 && resp.status < 200) {
+	if (resp.status == 101 && !c->upgrade_req) {
+		upstream_fail(w, u, FAIL_RESET, 0); /* switching to what nobody asked for */
+		return;
+	}
+	if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
 		/* interim: we answered 100-continue ourselves; drop and go on */
 		rx_consume(w, u, (uint32_t)rc);
 		if (rx_len(u))
@@ -1246,6 +1261,13 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 	}
 	u->state = CS_RESP_BODY;
 	c->state = CS_RESPONDING;
+	if (resp.status == 101) {
+		c->upgrade_req = 2; /* the tunnel starts once this head is out */
+		u->state = CS_TUNNEL;
+		timer_del(w, u);
+		client_send(w, c, c->tx, hl, 0);
+		return;
+	}
 	u->plan_read_timeout_ms = up->cfg.read_timeout_ms;
 	timer_set(w, u, TL_UPSTREAM, up->cfg.read_timeout_ms);
 	client_send(w, c, c->tx, hl, 0);
@@ -1269,18 +1291,18 @@ static void splice_in(struct syn_worker *w, struct syn_conn *s)
 	uint64_t want = s->body_mode == BODY_LENGTH ? s->remaining : SYN_PIPE_SIZE;
 	uint32_t len = want < SYN_PIPE_SIZE ? (uint32_t)want : SYN_PIPE_SIZE;
 
-	if (s->kind == CONN_UPSTREAM)
+	if (s->body_mode == BODY_TUNNEL)
+		timer_del(w, s); /* a tunnel may idle as long as its peers like */
+	else if (s->kind == CONN_UPSTREAM)
 		timer_set(w, s, TL_UPSTREAM, s->plan_read_timeout_ms);
 	else
 		timer_set(w, s, TL_CLIENT_BODY, s->plan->limits.client_body_timeout_ms);
-	s->splicing = 1;
-	w->io->splice(w, s, s->fd, w->pipes[s->pipe][1], len, s->fd, POLLIN);
+	w->io->splice(w, s, s->fd, w->pipes[s->pipe][1], len, s->fd, POLLIN, 1);
 }
 
 static void splice_out(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
 {
-	d->splicing = 2;
-	w->io->splice(w, d, w->pipes[s->pipe][0], d->fd, s->pipe_bytes, d->fd, POLLOUT);
+	w->io->splice(w, d, w->pipes[s->pipe][0], d->fd, s->pipe_bytes, d->fd, POLLOUT, 2);
 }
 
 /* Start relaying s's body to its peer by splice; 0, or -1 to copy instead. */
@@ -1306,12 +1328,56 @@ static void splice_abort(struct syn_worker *w, struct syn_conn *a, struct syn_co
 	conn_close(w, a);
 }
 
-void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res)
+/* ---- tunnels (Upgrade, after a 101) -------------------------------------- */
+
+/* One direction of a tunnel, from s to d: what s has buffered goes first
+ * (copied), then everything else by splice until s closes its side. */
+static void tunnel_pump(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
+{
+	if (rx_len(s)) {
+		send_out(w, d, rx_data(w, s), rx_len(s), 1);
+		return;
+	}
+	if (s->eof)
+		return;
+	if (s->pipe < 0 && (s->pipe = pipe_get(w)) < 0) {
+		splice_abort(w, s, d);
+		return;
+	}
+	splice_in(w, s);
+}
+
+/* s closed its side: pass the half-close on; when both have, it is over. */
+static void tunnel_eof(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
+{
+	s->eof = 1;
+	shutdown(d->fd, SHUT_WR);
+	if (d->eof) {
+		struct syn_conn *c = s->kind == CONN_CLIENT ? s : d;
+		struct syn_conn *u = s->kind == CONN_CLIENT ? d : s;
+
+		unpair(w, u);
+		conn_close(w, u);
+		c->keepalive = 0;
+		client_finish(w, c);
+	}
+}
+
+static void tunnel_start(struct syn_worker *w, struct syn_conn *c, struct syn_conn *u)
+{
+	c->state = u->state = CS_TUNNEL;
+	c->body_mode = u->body_mode = BODY_TUNNEL;
+	c->eof = u->eof = 0;
+	timer_del(w, c);
+	timer_del(w, u);
+	tunnel_pump(w, c, u);
+	tunnel_pump(w, u, c);
+}
+
+void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 {
 	struct syn_conn *p = peer_of(w, c);
-	uint8_t dir = c->splicing;
 
-	c->splicing = 0;
 	if (c->closing)
 		return;
 	if (!p || c->state == CS_CLOSING) {
@@ -1327,6 +1393,10 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res)
 			timer_del(w, c);
 			pipe_release(w, c, 1);
 			relay_body(w, p, c);
+			return;
+		}
+		if (res == 0 && c->body_mode == BODY_TUNNEL) {
+			tunnel_eof(w, c, p);
 			return;
 		}
 		if (res <= 0) { /* cut short, or reset */
@@ -1357,7 +1427,7 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res)
 		splice_out(w, p, c);
 		return;
 	}
-	if (!body_done(p) || p->body_mode == BODY_CLOSE) {
+	if (!body_done(p) || p->body_mode == BODY_CLOSE || p->body_mode == BODY_TUNNEL) {
 		splice_in(w, p);
 		return;
 	}
@@ -1567,6 +1637,15 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 	}
 	if (c->out_release_rx && p)
 		rx_consume(w, p, (uint32_t)res);
+	if (c->state == CS_TUNNEL) {
+		if (c->kind == CONN_CLIENT)
+			w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+		if (p)
+			tunnel_pump(w, p, c);
+		else
+			conn_close(w, c);
+		return;
+	}
 	if (c->kind == CONN_UPSTREAM) {
 		if (!p) {
 			conn_close(w, c);
@@ -1595,6 +1674,11 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 	}
 	if (c->state == CS_RESPONDING && !p) { /* our own response went out */
 		client_finish(w, c);
+		return;
+	}
+	if (c->state == CS_RESPONDING && p && c->upgrade_req == 2) {
+		c->upgrade_req = 0;
+		tunnel_start(w, c, p);
 		return;
 	}
 	if (c->state == CS_RESPONDING && p) {

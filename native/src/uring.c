@@ -35,7 +35,8 @@ enum uring_op {
 	OP_CANCEL,
 	OP_WAKE,
 	OP_POLL,
-	OP_SPLICE,
+	OP_SPLICE_IN,  /* c is the source of the splice */
+	OP_SPLICE_OUT, /* c is its destination */
 };
 
 #define UR_BGID       7
@@ -186,7 +187,7 @@ static void ur_connect(struct syn_worker *w, struct syn_conn *c, const struct so
  * alone it would block an io-wq thread until data comes.  So it is linked
  * behind a poll on the socket side, and run with SPLICE_F_NONBLOCK. */
 static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out, uint32_t len,
-		      int wait_fd, short wait_events)
+		      int wait_fd, short wait_events, int role)
 {
 	struct io_uring *ring = &ur(w)->ring;
 	struct io_uring_sqe *sqe;
@@ -199,7 +200,8 @@ static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, int f
 	io_uring_sqe_set_data64(sqe, ur_data(OP_POLL, c->gen, conn_index(w, c)));
 	sqe = ur_sqe(w);
 	io_uring_prep_splice(sqe, fd_in, -1, fd_out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	io_uring_sqe_set_data64(sqe, ur_data(OP_SPLICE, c->gen, conn_index(w, c)));
+	io_uring_sqe_set_data64(
+		sqe, ur_data(role == 1 ? OP_SPLICE_IN : OP_SPLICE_OUT, c->gen, conn_index(w, c)));
 	c->pending += 2;
 	w->stats->io_ops[4]++;
 }
@@ -309,8 +311,9 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	case OP_CONNECT:
 		proxy_on_connect(w, c, cqe->res);
 		break;
-	case OP_SPLICE:
-		proxy_on_splice(w, c, cqe->res);
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT:
+		proxy_on_splice(w, c, cqe->res, op == OP_SPLICE_IN ? 1 : 2);
 		break;
 	case OP_POLL: /* the splice linked behind it reports */
 		break;
