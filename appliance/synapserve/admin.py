@@ -17,7 +17,7 @@ from prometheus_client import (  # noqa: F401
     generate_latest,
 )
 
-from synapserve.metrics import EngineCollector
+from synapserve.metrics import IO_OPS, EngineCollector
 
 
 def status_document(sup) -> dict:
@@ -62,6 +62,11 @@ def status_document(sup) -> dict:
             for n, s in cfg.sites.items()
         },
         "upstreams": upstreams,
+        "engine": {
+            "workers": engine.workers,
+            "heap_allocs": st.heap_allocs,  # by workers since start: flat once warm
+            "io_uring_ops": {op: st.io_ops[i] for i, op in enumerate(IO_OPS)},
+        },
         "reloads": dict(sup.reloads),
         "last_reload_successful": sup.last_reload_ok,
     }
