@@ -319,7 +319,7 @@ static H1_INLINE int h1_fields(struct h1_ctx *x, const char *p)
 }
 
 /* Framing and persistence, once all fields are in.  0 or SYN_PARSE_ERR. */
-static int h1_framing(struct h1_ctx *x, int request)
+static H1_INLINE int h1_framing(struct h1_ctx *x, int request)
 {
 	struct syn_h1_head *h = x->h;
 	const char *at = x->buf + h->head_len;

@@ -1,0 +1,664 @@
+#!/usr/bin/env bash
+# native/bench/proxy/bench_proxy.sh - synapserve against Debian's nginx and
+# HAProxy as reverse proxies, in one run (`make bench`).
+#
+# One backend for all: an nginx (1 worker) serving /1k and /1m from files,
+# pinned to BENCH_LOAD_CPU together with wrk.  Each proxy runs with one worker,
+# pinned to BENCH_PROXY_CPU, started fresh for each scenario, in the
+# configuration an expert would deploy for it:
+#   synapserve  workers = 1, access log off, upstream keepalive 1024
+#   nginx       worker_processes 1, upstream keepalive 1024 (+ keepalive_requests,
+#               HTTP/1.1, Connection ""), access_log off; for 1 MiB larger proxy
+#               buffers and no temp files (see nginx_conf below)
+#   haproxy     nbthread 1, http-reuse always, no logging; for 1 MiB
+#               option splice-response/splice-request and 256 KiB pipes
+# Scenarios: 1 KiB and 1 MiB responses at 256 connections, 1 KiB at 1000.
+# Per proxy and scenario: a warm-up run, then a timed wrk run (1 thread,
+# --latency); around the timed run it reads the proxy's CPU time (whole
+# process: every thread, and nginx's master + worker) from /proc/PID/stat,
+# its peak RSS (VmHWM), and the backend's stub_status accepts (= upstream
+# connections the proxy opened).  It also measures how much CPU other
+# processes on the machine used during each run, and waits (up to
+# BENCH_IDLE_WAIT s) for the machine to be quiet before each run.
+# Last, syscalls per request of each proxy at 1 KiB / 256 connections
+# (strace -c -f, a short run of its own; strace slows the proxies, so those
+# runs are not in the tables).
+#
+# Output: build/bench-proxy/results.md (printed), results.tsv, doc-section.md
+# (the section for docs/benchmarks.md), runs/ (every wrk output, proxy stderr,
+# config).  Installs nginx, haproxy and wrk when missing (root or sudo).
+#
+# Environment: BENCH_DURATION (10 s), BENCH_WARMUP (2 s), BENCH_PROXY_CPU (0),
+# BENCH_LOAD_CPU (1), BENCH_SCENARIOS ("1k-256 1m-256 1k-1000"),
+# BENCH_PROXIES ("synapserve nginx haproxy"), BENCH_STRACE (1; 0 skips the
+# syscall counts), BENCH_PORT_BASE (27100; uses 5 ports from there),
+# BENCH_IDLE_MAX (15: % of one CPU used by other processes above which a run
+# waits, and is marked), BENCH_IDLE_WAIT (90 s), BENCH_SYN_KEEPALIVE (1024),
+# BENCH_FLOOR_1K_US (12: CPU us per 1 KiB request of a minimal io_uring
+# relay), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+ROOT=$PWD
+if [ ! -f appliance/synapserve/supervisor.py ]; then
+	echo "bench_proxy.sh: run it inside the synapserve tree" >&2
+	exit 1
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+PROXY_CPU=${BENCH_PROXY_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+SCENARIOS=${BENCH_SCENARIOS:-"1k-256 1m-256 1k-1000"}
+PROXIES=${BENCH_PROXIES:-"synapserve nginx haproxy"}
+STRACE=${BENCH_STRACE:-1}
+PORT_BASE=${BENCH_PORT_BASE:-27100}
+IDLE_MAX=${BENCH_IDLE_MAX:-15}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-90}
+SYN_KEEPALIVE=${BENCH_SYN_KEEPALIVE:-1024}
+FLOOR_1K=${BENCH_FLOOR_1K_US:-12}
+OUT=${BENCH_OUT:-build/bench-proxy}
+
+BACKEND_PORT=$PORT_BASE
+SYN_PORT=$((PORT_BASE + 1))
+SYN_ADMIN=$((PORT_BASE + 2))
+NGX_PORT=$((PORT_BASE + 3))
+HAP_PORT=$((PORT_BASE + 4))
+
+HZ=$(getconf CLK_TCK)
+START_TIME=$(date +%s)
+
+log() { echo "bench_proxy: $*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# ---- what is needed, installed when absent ---------------------------------
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' installed$'; }
+
+missing=()
+have_nginx=
+for p in nginx nginx-light nginx-core nginx-full nginx-extras; do
+	if pkg_installed "$p" && command -v nginx >/dev/null 2>&1; then
+		have_nginx=1
+		break
+	fi
+done
+[ -n "$have_nginx" ] || missing+=(nginx)
+pkg_installed haproxy || missing+=(haproxy)
+pkg_installed wrk || missing+=(wrk)
+pkg_installed curl || missing+=(curl)
+if [ "$STRACE" = 1 ] && ! command -v strace >/dev/null 2>&1; then
+	missing+=(strace)
+fi
+[ -x /usr/bin/time ] || missing+=(time)
+installed_now=()
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
+	if [ "$(id -u)" = 0 ]; then
+		SUDO=
+	elif command -v sudo >/dev/null 2>&1; then
+		SUDO=sudo
+	else
+		die "need root or sudo to install: ${missing[*]}"
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	installed_now=("${missing[@]}")
+fi
+
+# The packages' postinst may have started their system services: stop those
+# (only those we just installed), by their own pid files, nothing else.
+stop_service() { # name pidfile
+	local pid
+	[ -s "$2" ] || return 0
+	pid=$(cat "$2" 2>/dev/null) || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	log "stopping the $1 service the package started (pid $pid)"
+	if command -v service >/dev/null 2>&1; then
+		${SUDO:-} service "$1" stop >/dev/null 2>&1 || true
+	fi
+	sleep 0.5
+	if kill -0 "$pid" 2>/dev/null; then
+		${SUDO:-} kill "$pid" 2>/dev/null || true
+	fi
+}
+for p in "${installed_now[@]}"; do
+	case $p in
+	nginx*) stop_service nginx /run/nginx.pid ;;
+	haproxy) stop_service haproxy /run/haproxy.pid ;;
+	esac
+done
+
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+	log "make native"
+	make -s native >&2 || die "make native failed"
+fi
+[ -x .venv/bin/synapserve ] || die ".venv/bin/synapserve missing: run make native"
+
+# ---- limits, ports, scratch space -------------------------------------------
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[ "$NOFILE" -ge 4096 ] || die "ulimit -n is $NOFILE; 1000 connections need >= 4096"
+
+for p in $BACKEND_PORT $SYN_PORT $SYN_ADMIN $NGX_PORT $HAP_PORT; do
+	if ss -Htln "sport = :$p" | grep -q .; then
+		die "port $p is in use (set BENCH_PORT_BASE)"
+	fi
+done
+
+T=$(mktemp -d /tmp/bench-proxy.XXXXXX)
+chmod 755 "$T"
+rm -rf "$OUT"
+mkdir -p "$OUT/runs"
+RUNS=$ROOT/$OUT/runs
+TSV=$ROOT/$OUT/results.tsv
+SYSC=$ROOT/$OUT/syscalls.tsv
+NOTES=$ROOT/$OUT/notes.txt
+: >"$NOTES"
+printf 'scenario\tproxy\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\tup_new_timed\tup_new_warm\terrors\tothers_pct\tsteal_pct\tbytes_per_req\textra\n' >"$TSV"
+printf 'proxy\trequests\tsyscalls\tper_request\ttop\n' >"$SYSC"
+
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	sleep 0.3
+	for p in "${PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+# ---- measuring --------------------------------------------------------------
+
+# utime+stime, in clock ticks, summed over the processes given (all threads).
+proc_ticks() { # pid... -> "user sys"
+	local f=()
+	local p
+	for p in "$@"; do f+=("/proc/$p/stat"); done
+	awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u + 0, s + 0 }' "${f[@]}"
+}
+
+# busy (user+nice+system+irq+softirq) and steal ticks of the whole machine.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+
+now() { date +%s.%N; }
+
+backend_accepts() {
+	curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/stub_status" | awk 'NR == 3 { print $1 }'
+}
+
+# Wait until other processes use less than IDLE_MAX % of one CPU (sampled
+# over 1 s), up to IDLE_WAIT s.  Prints the last figure.
+wait_quiet() {
+	local t0 b0 b1 bk0 bk1 pct waited=0
+	while :; do
+		read -r b0 _ < <(machine_ticks)
+		read -r bk0 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
+		sleep 1
+		read -r b1 _ < <(machine_ticks)
+		read -r bk1 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
+		pct=$(awk -v d=$((b1 - b0 - (bk1 - bk0))) -v hz="$HZ" 'BEGIN { p = d * 100 / hz; if (p < 0) p = 0; printf "%.0f", p }')
+		waited=$((waited + 1))
+		if [ "$pct" -le "$IDLE_MAX" ] || [ "$waited" -ge "$IDLE_WAIT" ]; then
+			[ "$waited" -gt 1 ] && log "waited ${waited}s for a quiet machine (others: ${pct}% of a CPU)"
+			echo "$pct"
+			return
+		fi
+	done
+}
+
+wait_http() { # url size: until it answers 200 with that many bytes (10 s)
+	local i r
+	for i in $(seq 100); do
+		r=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$1" || true)
+		[ "$r" = "200 $2" ] && return 0
+		sleep 0.1
+	done
+	log "$1 did not answer 200 with $2 bytes (last: $r)"
+	return 1
+}
+
+wait_exit() { # pid seconds: 0 when it exited in time
+	local i
+	for i in $(seq $(($2 * 10))); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+# ---- the backend ------------------------------------------------------------
+
+mkdir -p "$T/backend/www" "$T/backend/tmp"
+head -c 1024 /dev/zero | tr '\0' 'k' >"$T/backend/www/1k"
+head -c 1048576 /dev/zero | tr '\0' 'm' >"$T/backend/www/1m"
+cat >"$T/backend/nginx.conf" <<EOF
+user root;
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+pid $T/backend/nginx.pid;
+error_log $T/backend/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    open_file_cache max=16 inactive=600s;
+    open_file_cache_valid 600s;
+    default_type application/octet-stream;
+    client_body_temp_path $T/backend/tmp;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        root $T/backend/www;
+        location = /stub_status { stub_status; }
+    }
+}
+EOF
+cp "$T/backend/nginx.conf" "$RUNS/backend-nginx.conf"
+taskset -c "$LOAD_CPU" nginx -p "$T/backend/" -c "$T/backend/nginx.conf" -e "$T/backend/error.log" \
+	>"$T/backend/stderr" 2>&1 &
+BACKEND_MASTER=$!
+PIDS+=("$BACKEND_MASTER")
+wait_http "http://127.0.0.1:$BACKEND_PORT/1k" 1024 || die "backend nginx did not start: $(cat "$T/backend/stderr")"
+wait_http "http://127.0.0.1:$BACKEND_PORT/1m" 1048576 || die "backend: /1m"
+[ -n "$(backend_accepts)" ] || die "backend nginx has no stub_status"
+BACKEND_PIDS=("$BACKEND_MASTER" $(pgrep -P "$BACKEND_MASTER"))
+
+# ---- the proxies' configurations -------------------------------------------
+
+syn_conf() { # scenario dir
+	mkdir -p "$2"
+	cat >"$2/bench.toml" <<EOF
+[server]
+workers = 1
+max_connections = 4096
+
+[admin]
+bind = "127.0.0.1:$SYN_ADMIN"
+
+[log]
+level = "warning"
+access = "off"
+
+[listeners.http]
+bind = "127.0.0.1:$SYN_PORT"
+
+[upstreams.backend]
+servers = [{ address = "127.0.0.1:$BACKEND_PORT" }]
+keepalive = $SYN_KEEPALIVE
+
+[sites.all]
+hosts = ["*"]
+[[sites.all.routes]]
+path = "/"
+upstream = "backend"
+EOF
+}
+
+nginx_conf() { # scenario dir
+	local extra=""
+	mkdir -p "$2/tmp"
+	# 1 MiB: buffered (the default) but with buffers for a whole response and
+	# no temp files, the fastest of the variants tried (see docs).
+	case $1 in
+	1m-*) extra="proxy_buffer_size 16k; proxy_buffers 64 16k; proxy_busy_buffers_size 256k; proxy_max_temp_file_size 0;" ;;
+	esac
+	cat >"$2/nginx.conf" <<EOF
+user root;
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+pid $2/nginx.pid;
+error_log $2/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $2/tmp;
+    proxy_temp_path $2/tmp;
+    fastcgi_temp_path $2/tmp;
+    uwsgi_temp_path $2/tmp;
+    scgi_temp_path $2/tmp;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 1024;
+        keepalive_requests 1000000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            $extra
+        }
+    }
+}
+EOF
+}
+
+haproxy_conf() { # scenario dir
+	local glob="" opts=""
+	mkdir -p "$2"
+	case $1 in
+	1m-*)
+		glob="    tune.pipesize 262144"
+		opts="    option splice-request
+    option splice-response"
+		;;
+	esac
+	cat >"$2/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8000
+$glob
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    http-reuse always
+$opts
+
+frontend fe
+    bind 127.0.0.1:$HAP_PORT
+    default_backend be
+
+backend be
+    server b1 127.0.0.1:$BACKEND_PORT pool-purge-delay 60s
+EOF
+}
+
+# start_proxy proxy scenario dir: sets PROXY_PID, MEASURE_PIDS, MAIN_PID (the
+# process whose VmHWM is the proxy's peak), PROXY_URL
+start_proxy() {
+	local d=$3
+	case $1 in
+	synapserve)
+		syn_conf "$2" "$d/conf"
+		cp "$d/conf/bench.toml" "$RUNS/$2-synapserve.toml"
+		taskset -c "$PROXY_CPU" .venv/bin/synapserve run --config-dir "$d/conf" >"$d/stderr" 2>&1 &
+		PROXY_PID=$!
+		PROXY_URL=http://127.0.0.1:$SYN_PORT
+		;;
+	nginx)
+		nginx_conf "$2" "$d"
+		cp "$d/nginx.conf" "$RUNS/$2-nginx.conf"
+		taskset -c "$PROXY_CPU" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stderr" 2>&1 &
+		PROXY_PID=$!
+		PROXY_URL=http://127.0.0.1:$NGX_PORT
+		;;
+	haproxy)
+		haproxy_conf "$2" "$d"
+		cp "$d/haproxy.cfg" "$RUNS/$2-haproxy.cfg"
+		taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg" >"$d/stderr" 2>&1 &
+		PROXY_PID=$!
+		PROXY_URL=http://127.0.0.1:$HAP_PORT
+		;;
+	esac
+	PIDS+=("$PROXY_PID")
+	wait_http "$PROXY_URL/1k" 1024 || return 1
+	case $2 in 1m-*) wait_http "$PROXY_URL/1m" 1048576 || return 1 ;; esac
+	MAIN_PID=$PROXY_PID
+	MEASURE_PIDS=("$PROXY_PID")
+	if [ "$1" = nginx ]; then
+		MAIN_PID=$(pgrep -P "$PROXY_PID" | head -n 1)
+		[ -n "$MAIN_PID" ] || return 1
+		MEASURE_PIDS+=("$MAIN_PID")
+	fi
+}
+
+# stop_proxy proxy: SIGTERM, 15 s to exit, then SIGKILL.  Sets STOP_NOTE.
+stop_proxy() {
+	local rc=0
+	STOP_NOTE=
+	if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+		wait "$PROXY_PID" 2>/dev/null || rc=$?
+		STOP_NOTE="exited by itself, status $rc"
+		forget_pid "$PROXY_PID"
+		return
+	fi
+	kill -TERM "$PROXY_PID"
+	if ! wait_exit "$PROXY_PID" 15; then
+		STOP_NOTE="did not exit within 15 s of SIGTERM; killed"
+		kill -KILL "$PROXY_PID" 2>/dev/null || true
+	fi
+	wait "$PROXY_PID" 2>/dev/null || true
+	forget_pid "$PROXY_PID"
+}
+
+# "rps p50_ms p99_ms requests bytes errors" from a wrk output; errors is a
+# comma-separated list or "-".
+parse_wrk() {
+	awk '
+	function ms(v) {
+		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+		return v + 0
+	}
+	function bytes(v) {
+		if (v ~ /KB$/) return substr(v, 1, length(v) - 2) * 1024
+		if (v ~ /MB$/) return substr(v, 1, length(v) - 2) * 1048576
+		if (v ~ /GB$/) return substr(v, 1, length(v) - 2) * 1073741824
+		if (v ~ /TB$/) return substr(v, 1, length(v) - 2) * 1099511627776
+		if (v ~ /B$/) return substr(v, 1, length(v) - 1) + 0
+		return v + 0
+	}
+	$1 == "50%" { p50 = ms($2) }
+	$1 == "99%" { p99 = ms($2) }
+	/requests in/ { req = $1; b = $5; sub(/,$/, "", b); by = bytes(b); d = $4; sub(/s,$/, "", d); sub(/m$/, "", d) }
+	/^Requests\/sec:/ { rps = $2 }
+	/Socket errors:/ {
+		gsub(/,/, "")
+		for (i = 3; i + 1 <= NF; i += 2) if ($(i + 1) > 0) err = err (err ? "," : "") $i "=" $(i + 1)
+	}
+	/Non-2xx or 3xx responses:/ { err = err (err ? "," : "") "non2xx=" $NF }
+	END {
+		if (rps == "") rps = 0
+		printf "%.0f %.3f %.3f %d %.0f %s\n", rps, p50, p99, req, by, (err ? err : "-")
+	}'
+}
+
+syn_ops() { # "op=count ..." from synapserve's /metrics
+	curl -s --max-time 5 "http://127.0.0.1:$SYN_ADMIN/metrics" |
+		awk -F'[{}"]' '/^synapserve_io_uring_ops_total\{/ { split($0, a, " "); printf "%s=%d ", $3, a[2] }'
+}
+
+crash_report() { # scenario proxy dir phase
+	local f="$RUNS/$1-$2.crash.txt"
+	{
+		echo "== $2 died during the $4 run of $1 (status: $STOP_NOTE)"
+		echo "== wrk output"
+		cat "$3/wrk-$4.out" 2>/dev/null || true
+		echo "== $2 stderr (last 60 lines)"
+		tail -n 60 "$3/stderr" 2>/dev/null || true
+		echo "== dmesg | tail"
+		dmesg 2>&1 | tail -n 15 || true
+	} >"$f"
+	echo "$1 $2: died during the $4 run ($STOP_NOTE); see runs/$1-$2.crash.txt" >>"$NOTES"
+	log "$2 died during the $4 run of $1: $STOP_NOTE"
+	sed 's/^/    /' "$f" >&2
+}
+
+# ---- one measured run ---------------------------------------------------------
+
+run_one() { # scenario proxy
+	local sc=$1 px=$2 size=${1%%-*} conns=${1##*-}
+	local d="$T/$sc-$px" url status=ok extra="" others
+	local acc0 acc1 acc2 u1 s1 u2 s2 m1 st1 m2 st2 bk1 bk2 w1 w2 wu ws hwm ops1="" ops2=""
+	local rps p50 p99 req by err
+	mkdir -p "$d"
+	others=$(wait_quiet)
+	log "$sc $px (others before: ${others}% of a CPU)"
+	if ! start_proxy "$px" "$sc" "$d"; then
+		stop_proxy
+		cp "$d/stderr" "$RUNS/$sc-$px.stderr" 2>/dev/null || true
+		STOP_NOTE="did not start: $STOP_NOTE"
+		crash_report "$sc" "$px" "$d" start
+		printf '%s\t%s\tno start\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t%s\t0\t0\t-\n' "$sc" "$px" "$others" >>"$TSV"
+		return
+	fi
+	url="$PROXY_URL/$size"
+	acc0=$(backend_accepts)
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >"$d/wrk-warmup.out" 2>&1 || true
+	cp "$d/wrk-warmup.out" "$RUNS/$sc-$px.wrk-warmup.txt"
+	if ! kill -0 "$PROXY_PID" 2>/dev/null || ! kill -0 "$MAIN_PID" 2>/dev/null; then
+		stop_proxy
+		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
+		crash_report "$sc" "$px" "$d" warmup
+		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-warmup.out")
+		printf '%s\t%s\tcrashed (warm-up)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t%s\t0\t0\t-\n' \
+			"$sc" "$px" "$rps" "$p50" "$p99" "$err" "$others" >>"$TSV"
+		return
+	fi
+	acc1=$(backend_accepts)
+	[ "$px" = synapserve ] && ops1=$(syn_ops)
+	read -r u1 s1 < <(proc_ticks "${MEASURE_PIDS[@]}")
+	read -r m1 st1 < <(machine_ticks)
+	read -r bk1 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
+	w1=$(now)
+	/usr/bin/time -f '%U %S' -o "$d/wrk.time" \
+		taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" >"$d/wrk-timed.out" 2>&1 || true
+	w2=$(now)
+	read -r m2 st2 < <(machine_ticks)
+	read -r bk2 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
+	cp "$d/wrk-timed.out" "$RUNS/$sc-$px.wrk.txt"
+	if ! kill -0 "$PROXY_PID" 2>/dev/null || ! kill -0 "$MAIN_PID" 2>/dev/null; then
+		stop_proxy
+		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
+		crash_report "$sc" "$px" "$d" timed
+		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
+		printf '%s\t%s\tcrashed (timed run)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t-\t-\t0\t-\n' \
+			"$sc" "$px" "$rps" "$p50" "$p99" "$err" >>"$TSV"
+		return
+	fi
+	read -r u2 s2 < <(proc_ticks "${MEASURE_PIDS[@]}")
+	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MAIN_PID/status")
+	if [ "$px" = nginx ]; then
+		extra="master VmHWM $(awk '/^VmHWM:/ { print $2 }' "/proc/$PROXY_PID/status") KiB"
+	fi
+	[ "$px" = synapserve ] && ops2=$(syn_ops)
+	acc2=$(backend_accepts)
+	read -r wu ws <"$d/wrk.time"
+	read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
+	if [ "$px" = synapserve ] && [ -n "$ops1" ] && [ -n "$ops2" ] && [ "$req" -gt 0 ]; then
+		extra=$(awk -v a="$ops1" -v b="$ops2" -v n="$req" 'BEGIN {
+			na = split(a, x, " "); split(b, y, " ")
+			for (i = 1; i <= na; i++) { split(x[i], p, "="); split(y[i], q, "="); v = (q[2] - p[2]) / n
+				if (v > 0.005) s = s sprintf("%s%s %.2f", (s ? ", " : ""), p[1], v) }
+			print "io_uring ops/req: " s }')
+	fi
+	stop_proxy
+	cp "$d/stderr" "$RUNS/$sc-$px.stderr"
+	[ -n "$STOP_NOTE" ] && echo "$sc $px: on SIGTERM after the run: $STOP_NOTE" >>"$NOTES"
+	[ "$err" != - ] && status="errors"
+	[ "$req" -gt 0 ] || status="no requests"
+	awk -v r="$req" -v b="$by" -v s="$size" 'BEGIN { want = (s == "1k") ? 1024 : 1048576; exit !(r > 0 && b / r < want) }' &&
+		status="short bodies"
+	awk -v \
+		sc="$sc" -v px="$px" -v st="$status" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+		-v req="$req" -v du=$((u2 - u1)) -v ds=$((s2 - s1)) -v hz="$HZ" -v hwm="$hwm" \
+		-v nt=$((acc2 - acc1 - 1)) -v nw=$((acc1 - acc0 - 1)) -v err="$err" \
+		-v busy=$((m2 - m1)) -v steal=$((st2 - st1)) -v bk=$((bk2 - bk1)) -v wu="$wu" -v ws="$ws" \
+		-v wall="$(awk -v a="$w1" -v b="$w2" 'BEGIN { print b - a }')" -v by="$by" -v extra="$extra" 'BEGIN {
+		n = (req > 0) ? req : 1
+		us = du * 1e6 / hz / n; ss = ds * 1e6 / hz / n
+		ours = du + ds + bk + (wu + ws) * hz
+		oth = (busy - ours) * 100 / hz / wall; if (oth < 0) oth = 0
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%s\n",
+			sc, px, st, rps, p50, p99, us, ss, us + ss, hwm, nt, nw, err, oth,
+			steal * 100 / hz / wall, by / n, (extra ? extra : "-")
+	}' >>"$TSV"
+	tail -n 1 "$TSV" | awk -F'\t' '{ printf "bench_proxy:   %s %s: %s req/s, p50 %s ms, p99 %s ms, CPU %s+%s us/req, VmHWM %s KiB, new upstream %s, errors %s, others %s%%\n", $1, $2, $4, $5, $6, $7, $8, $10, $11, $13, $14 }' >&2
+}
+
+# ---- syscalls per request (strace -c), 1 KiB at 256 connections -------------
+
+strace_one() { # proxy
+	local px=$1 d="$T/strace-$px" sp req total top
+	mkdir -p "$d"
+	wait_quiet >/dev/null
+	log "syscalls: $px"
+	if ! start_proxy "$px" 1k-256 "$d"; then
+		stop_proxy
+		printf '%s\t0\t0\t-\tdid not start\n' "$px" >>"$SYSC"
+		return
+	fi
+	taskset -c "$LOAD_CPU" wrk -t1 -c256 -d"${WARMUP}s" "$PROXY_URL/1k" >/dev/null 2>&1 || true
+	if ! kill -0 "$MAIN_PID" 2>/dev/null; then
+		stop_proxy
+		printf '%s\t0\t0\t-\tdied in warm-up (%s)\n' "$px" "$STOP_NOTE" >>"$SYSC"
+		return
+	fi
+	strace -c -f -q -p "$MAIN_PID" -o "$d/strace.txt" 2>"$d/strace.err" &
+	sp=$!
+	sleep 1
+	taskset -c "$LOAD_CPU" wrk -t1 -c256 -d3s "$PROXY_URL/1k" >"$d/wrk.out" 2>&1 || true
+	kill -INT "$sp" 2>/dev/null || true
+	wait "$sp" 2>/dev/null || true
+	cp "$d/strace.txt" "$RUNS/strace-$px.txt" 2>/dev/null || true
+	cp "$d/wrk.out" "$RUNS/strace-$px.wrk.txt"
+	read -r _ _ _ req _ _ < <(parse_wrk <"$d/wrk.out")
+	total=$(awk '$NF == "total" { print $4 }' "$d/strace.txt" 2>/dev/null)
+	top=$(awk '/^-/ { dash++; next } dash == 1 && NF >= 5 { printf "%s%s %s", (n++ ? ", " : ""), $NF, $4 }' "$d/strace.txt" 2>/dev/null | cut -c1-200)
+	stop_proxy
+	printf '%s\t%s\t%s\t%s\t%s\n' "$px" "${req:-0}" "${total:-0}" \
+		"$(awk -v t="${total:-0}" -v r="${req:-0}" 'BEGIN { if (r > 0) printf "%.2f", t / r; else print "-" }')" \
+		"${top:--}" >>"$SYSC"
+}
+
+# ---- the run -------------------------------------------------------------------
+
+UPTIME_START=$(uptime)
+log "start: $UPTIME_START"
+for sc in $SCENARIOS; do
+	case $sc in 1k-* | 1m-*) ;; *) die "unknown scenario $sc (1k-N or 1m-N)" ;; esac
+	for px in $PROXIES; do
+		run_one "$sc" "$px"
+	done
+done
+if [ "$STRACE" = 1 ]; then
+	for px in $PROXIES; do
+		strace_one "$px"
+	done
+fi
+UPTIME_END=$(uptime)
+ELAPSED=$(($(date +%s) - START_TIME))
+
+# ---- the report -------------------------------------------------------------------
+
+export BENCH_REPORT_TSV=$TSV BENCH_REPORT_SYSC=$SYSC BENCH_REPORT_NOTES=$NOTES
+export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1K IDLE_MAX DURATION WARMUP PROXY_CPU LOAD_CPU ELAPSED
+export UPTIME_START UPTIME_END SYN_KEEPALIVE
+export VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //')"
+export VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }')"
+export VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
+export VER_SYN="$(.venv/bin/synapserve version 2>/dev/null | head -n 1 || echo '?')"
+export GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
+export KERNEL="$(uname -r)" CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" NCPU="$(nproc)"
+python3 "$ROOT/native/bench/proxy/report.py"

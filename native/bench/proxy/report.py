@@ -1,0 +1,340 @@
+"""The report of bench_proxy.sh: results.md (printed) and doc-section.md.
+
+Reads the results.tsv and syscalls.tsv the script wrote; everything else comes
+from the environment (see the end of bench_proxy.sh).  Standard library only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import sys
+
+PEERS = ("nginx", "haproxy")
+SCENARIO_TITLES = {
+    "1k": "1 KiB responses",
+    "1m": "1 MiB responses",
+}
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def num(v: str) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def title(sc: str) -> str:
+    size, conns = sc.split("-", 1)
+    return f"{SCENARIO_TITLES.get(size, size)}, {conns} connections"
+
+
+def ok(row: dict) -> bool:
+    return row["status"] in ("ok", "errors")
+
+
+def measured(row: dict | None) -> bool:
+    return row is not None and ok(row) and int(num(row["rps"])) > 0
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def load_rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def best_peer(rows: dict, key: str, lower: bool) -> tuple[str, float] | None:
+    cands = [(p, num(rows[p][key])) for p in PEERS if p in rows and measured(rows[p])]
+    if not cands:
+        return None
+    return (min if lower else max)(cands, key=lambda c: c[1])
+
+
+def scenario_table(sc: str, rows: dict, idle_max: float) -> list[str]:
+    out = [
+        f"### {title(sc)}",
+        "",
+        "| proxy | req/s | p50 ms | p99 ms | CPU µs/req user | sys | total | peak RSS MiB "
+        "| new upstream conns (timed / warm-up) | errors | other load % CPU | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    order = [p for p in ("synapserve", *PEERS) if p in rows]
+    for p in order:
+        r = rows[p]
+        if measured(r) and r["status"] in ("ok", "errors"):
+            cpu = [fmt(num(r[k]), 2) for k in ("user_us", "sys_us", "total_us")]
+            rss = fmt(num(r["hwm_kib"]) / 1024)
+            conns = f"{r['up_new_timed']} / {r['up_new_warm']}"
+        else:
+            cpu = ["-", "-", "-"]
+            rss = "-"
+            conns = "-"
+        others = r["others_pct"]
+        if others not in ("-", "") and num(others) > idle_max:
+            others = f"**{others}** (busy)"
+        out.append(
+            f"| {p} | {fmt(num(r['rps']), 0)} | {fmt(num(r['p50_ms']), 2)} "
+            f"| {fmt(num(r['p99_ms']), 2)} | {cpu[0]} | {cpu[1]} | {cpu[2]} | {rss} "
+            f"| {conns} | {r['errors']} | {others} | {r['status']} |"
+        )
+    syn = rows.get("synapserve")
+    if measured(syn):
+        cells = []
+        for key, lower, scale in (
+            ("rps", False, 1),
+            ("p50_ms", True, 1),
+            ("p99_ms", True, 1),
+            ("user_us", True, 1),
+            ("sys_us", True, 1),
+            ("total_us", True, 1),
+            ("hwm_kib", True, 1),
+        ):
+            b = best_peer(rows, key, lower)
+            cells.append(f"{ratio(num(syn[key]) * scale, b[1])} ({b[0]})" if b else "-")
+        out.append(
+            "| synapserve ÷ best peer | " + " | ".join(cells) + " | | | | |"
+        )
+    out.append("")
+    return out
+
+
+def goals(by_sc: dict, floor: float) -> list[str]:
+    lines = []
+
+    def line(met: bool | None, text: str) -> None:
+        mark = {True: "met", False: "**NOT met**", None: "not measured"}[met]
+        lines.append(f"- {mark}: {text}")
+
+    for sc, rows in by_sc.items():
+        syn = rows.get("synapserve")
+        b_user = best_peer(rows, "user_us", True)
+        b_tot = best_peer(rows, "total_us", True)
+        if not measured(syn):
+            status = syn["status"] if syn else "not run"
+            line(None, f"{title(sc)}: synapserve has no figures ({status})")
+            continue
+        if b_user:
+            u = num(syn["user_us"])
+            line(
+                u <= b_user[1] / 3,
+                f"{title(sc)}: user CPU {u:.2f} µs/req <= 1/3 of the best peer's "
+                f"({b_user[0]} {b_user[1]:.2f} -> {b_user[1] / 3:.2f})",
+            )
+        if sc.startswith("1k-"):
+            t = num(syn["total_us"])
+            line(
+                t <= floor * 1.1,
+                f"{title(sc)}: total CPU {t:.2f} µs/req within 10% of the {floor:g} µs "
+                f"floor (<= {floor * 1.1:.1f})",
+            )
+        if sc.startswith("1m-") and b_tot:
+            t = num(syn["total_us"])
+            line(
+                t <= 0.65 * b_tot[1],
+                f"{title(sc)}: CPU {t:.1f} µs/response <= 0.65 x the best peer's "
+                f"({b_tot[0]} {b_tot[1]:.1f} -> {0.65 * b_tot[1]:.1f})",
+            )
+        peers = [(p, num(rows[p]["rps"])) for p in PEERS if measured(rows.get(p))]
+        if peers:
+            s = num(syn["rps"])
+            line(
+                all(s > v for _, v in peers),
+                f"{title(sc)}: {s:,.0f} req/s more than "
+                + " and ".join(f"{p} ({v:,.0f})" for p, v in peers),
+            )
+        if sc == "1k-1000" and measured(rows.get("nginx")):
+            a, b = num(syn["hwm_kib"]), num(rows["nginx"]["hwm_kib"])
+            line(
+                a < b,
+                f"{title(sc)}: peak RSS {a / 1024:.1f} MiB less than nginx's "
+                f"({b / 1024:.1f} MiB, its worker)",
+            )
+        if syn["errors"] != "-":
+            lines.append(f"  - synapserve's run had errors ({syn['errors']}): figures suspect")
+    if "1k-1000" not in by_sc:
+        line(None, "peak RSS vs nginx at 1000 connections (scenario not run)")
+    return lines
+
+
+def main() -> int:
+    out_dir = env("BENCH_REPORT_OUT")
+    rows = load_rows(env("BENCH_REPORT_TSV"))
+    sysc = load_rows(env("BENCH_REPORT_SYSC")) if os.path.exists(env("BENCH_REPORT_SYSC")) else []
+    notes = []
+    if os.path.exists(env("BENCH_REPORT_NOTES")):
+        with open(env("BENCH_REPORT_NOTES")) as f:
+            notes = [x.rstrip("\n") for x in f if x.strip()]
+    floor = num(env("FLOOR_1K", "12"))
+    idle_max = num(env("IDLE_MAX", "15"))
+
+    by_sc: dict[str, dict] = {}
+    for r in rows:
+        by_sc.setdefault(r["scenario"], {})[r["proxy"]] = r
+
+    busy = [
+        f"{r['scenario']} {r['proxy']} ({r['others_pct']}%)"
+        for r in rows
+        if r["others_pct"] not in ("-", "") and num(r["others_pct"]) > idle_max
+    ]
+    steal = [
+        f"{r['scenario']} {r['proxy']} ({r['steal_pct']}%)"
+        for r in rows
+        if r["steal_pct"] not in ("-", "") and num(r["steal_pct"]) > 5
+    ]
+
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    head = [
+        f"Run {now}, {env('ELAPSED')} s; git {env('GIT_REV')}; {env('VER_SYN')}; "
+        f"nginx {env('VER_NGINX')}; HAProxy {env('VER_HAPROXY')}; wrk {env('VER_WRK')}.",
+        f"Machine: {env('NCPU')} x {env('CPU_MODEL')}, Linux {env('KERNEL')}. Proxy on CPU "
+        f"{env('PROXY_CPU')}, wrk (1 thread) and the backend nginx on CPU {env('LOAD_CPU')}; "
+        f"{env('WARMUP')} s warm-up, then {env('DURATION')} s measured.",
+        f"Load: `{env('UPTIME_START').strip()}` at the start, "
+        f"`{env('UPTIME_END').strip()}` at the end (this includes the benchmark itself).",
+    ]
+    if busy:
+        head.append(
+            f"**The machine was not quiet** (other processes above {idle_max:g}% of a CPU) "
+            f"during: {', '.join(busy)}. Their req/s and latency are suspect; CPU per request "
+            "is less affected."
+        )
+    else:
+        head.append(
+            f"Other processes used at most {idle_max:g}% of a CPU during every measured run."
+        )
+    if steal:
+        head.append(f"Hypervisor steal above 5% during: {', '.join(steal)}.")
+
+    tables: list[str] = []
+    for sc, rs in by_sc.items():
+        tables += scenario_table(sc, rs, idle_max)
+
+    legend = [
+        "CPU µs/req: the proxy's utime and stime over the measured run (all threads; nginx: "
+        "master + worker) divided by the requests wrk completed. Peak RSS: VmHWM of the "
+        "process (nginx: its worker), the proxy started fresh for each scenario. New upstream "
+        "conns: connections the backend accepted (its stub_status) during the measured run / "
+        "during start-up and warm-up. Other load: CPU used by processes other than the proxy, "
+        "the backend and wrk during the run, in % of one CPU. Ratios: synapserve's figure over "
+        "the best peer's for that column (higher is better for req/s, lower for the rest).",
+    ]
+
+    goal_lines = goals(by_sc, floor)
+
+    extra = []
+    for r in rows:
+        if r["proxy"] == "synapserve" and r["extra"] not in ("-", ""):
+            extra.append(f"- {title(r['scenario'])}: synapserve {r['extra']}")
+        if r["proxy"] == "nginx" and r["extra"] not in ("-", ""):
+            extra.append(f"- {title(r['scenario'])}: nginx {r['extra']}")
+
+    sys_lines = []
+    if sysc:
+        sys_lines = [
+            "### Syscalls per request (strace -c -f, 1 KiB, 256 connections, 3 s)",
+            "",
+            "strace slows every proxy down a lot; only the counts per request matter here.",
+            "",
+            "| proxy | requests | syscalls | per request | most frequent |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for s in sysc:
+            sys_lines.append(
+                f"| {s['proxy']} | {s['requests']} | {s['syscalls']} | {s['per_request']} "
+                f"| {s['top']} |"
+            )
+        sys_lines.append("")
+
+    configs = [
+        "Configurations (all in runs/):",
+        f"- synapserve: `workers = 1`, `max_connections = 4096`, `[log] access = \"off\"`, "
+        f"upstream `keepalive = {env('SYN_KEEPALIVE')}`, one site `*` with route `/`.",
+        "- nginx: `worker_processes 1`, upstream `keepalive 1024`, `keepalive_requests` and "
+        "`keepalive_timeout` high both ways, `proxy_http_version 1.1`, "
+        '`proxy_set_header Connection ""`, `access_log off`, buffering on (default); for 1 MiB '
+        "`proxy_buffers 64 16k`, `proxy_busy_buffers_size 256k`, `proxy_max_temp_file_size 0` "
+        "(no temp files).",
+        "- HAProxy: `nbthread 1`, `http-reuse always`, `pool-purge-delay 60s`, no logging; for "
+        "1 MiB `option splice-request`, `option splice-response`, `tune.pipesize 262144`.",
+        "- Backend: nginx, 1 worker, files from a temp dir, `sendfile on`, "
+        "`keepalive_requests` 10^9, `access_log off`, `stub_status`.",
+    ]
+
+    md = ["# Reverse proxy benchmark (bench_proxy.sh)", "", *head, "", *tables, *legend, ""]
+    md += ["## Goals", "", *goal_lines, ""]
+    if notes:
+        md += ["## Problems seen", "", *[f"- {n}" for n in notes], ""]
+    if extra or sys_lines:
+        md += ["## Where the CPU goes", "", *extra, ""] if extra else ["## Where the CPU goes", ""]
+        md += sys_lines
+    md += ["## Setup", "", *configs, ""]
+    text = "\n".join(md)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(text)
+
+    doc = [
+        "## Reverse proxy: synapserve, nginx and HAProxy",
+        "",
+        "`make bench` (the proxy part: `bash native/bench/proxy/bench_proxy.sh`) runs one "
+        "backend (nginx, 1 worker, serving 1 KiB and 1 MiB files, `stub_status` to count the "
+        "upstream connections the proxy opens) and puts each proxy in front of it in turn, with "
+        "one worker pinned to CPU 0; wrk (1 thread) and the backend share CPU 1. Each proxy is "
+        "started fresh for each scenario, warmed up for 2 s, then measured for 10 s. The "
+        "figures that survive a shared machine best are the CPU microseconds per request (the "
+        "proxy's own utime and stime over the run); req/s and latency depend on the load "
+        "generator's CPU too. The script waits for a quiet machine before each run and marks "
+        "runs during which other processes used more CPU. Results: "
+        "`build/bench-proxy/results.md`; every wrk output, config and proxy log: "
+        "`build/bench-proxy/runs/`.",
+        "",
+        "Environment knobs: `BENCH_DURATION`, `BENCH_WARMUP`, `BENCH_SCENARIOS` "
+        '(default `"1k-256 1m-256 1k-1000"`), `BENCH_PROXIES`, `BENCH_STRACE=0` (skip the '
+        "syscall counts), `BENCH_PORT_BASE` (default 27100), `BENCH_IDLE_MAX`, "
+        "`BENCH_SYN_KEEPALIVE`; see the script's header.",
+        "",
+        *configs,
+        "",
+        "Commands each run uses (ports from 27100):",
+        "",
+        "```sh",
+        "taskset -c 1 nginx -p $T/backend/ -c $T/backend/nginx.conf          # backend :27100",
+        "taskset -c 0 .venv/bin/synapserve run --config-dir $T/conf          # :27101",
+        "taskset -c 0 nginx -p $T/ngx/ -c $T/ngx/nginx.conf                  # :27103",
+        "taskset -c 0 haproxy -db -f $T/hap/haproxy.cfg                      # :27104",
+        "taskset -c 1 wrk -t1 -c256 -d2s http://127.0.0.1:PORT/1k            # warm-up",
+        "taskset -c 1 wrk -t1 -c256 -d10s --latency http://127.0.0.1:PORT/1k # measured",
+        "# around the measured run: /proc/PID/stat utime+stime, /proc/PID/status VmHWM,",
+        "# curl http://127.0.0.1:27100/stub_status (accepts)",
+        "strace -c -f -p PID                                                 # syscalls/request",
+        "```",
+        "",
+        f"### Results ({now})",
+        "",
+        *head,
+        "",
+        *tables,
+        *legend,
+        "",
+        *goal_lines,
+        "",
+    ]
+    with open(os.path.join(out_dir, "doc-section.md"), "w") as f:
+        f.write("\n".join(doc))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
