@@ -64,6 +64,15 @@ def open_listener(addr: config_mod.Address) -> socket.socket:
     return s
 
 
+def open_access_log(target: str) -> int:
+    """A file descriptor for the workers' access log, or -1 when it is off."""
+    if target == "off":
+        return -1
+    if target == "stdout":
+        return os.dup(1)
+    return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+
 @dataclass
 class ReloadResult:
     ok: bool
@@ -120,7 +129,12 @@ class Supervisor:
         except EngineError as e:
             raise StartError(str(e)) from None
         self.health = HealthChecker(self.engine, self._on_health_change)
-        self._apply(cfg)
+        try:
+            self._apply(cfg)
+        except OSError as e:
+            raise StartError(f"cannot open the access log {cfg.log.access}: {e.strerror}") from None
+        except EngineError as e:
+            raise StartError(str(e)) from None
         self.engine.start()
         self.admin = AdminServer(cfg.admin.bind, self)
         self.admin.start()
@@ -155,7 +169,16 @@ class Supervisor:
         """Swap cfg in (sockets already open). Raises EngineError or SlotError."""
         old = self.cfg
         self.generation += 1
-        plan = plan_mod.build(cfg, self.sockets, self.slots, self.generation)
+        log_fd = open_access_log(cfg.log.access)
+        try:
+            plan = plan_mod.build(cfg, self.sockets, self.slots, self.generation, log_fd)
+            self._apply_plan(cfg, plan)
+        finally:
+            if log_fd >= 0:
+                os.close(log_fd)  # the engine keeps its own duplicate
+        return describe_changes(old, cfg)
+
+    def _apply_plan(self, cfg: config_mod.Config, plan: plan_mod.Plan) -> None:
         new_slots = plan.server_slot
         old_slots = self.plan.server_slot if self.plan else {}
         # servers new to the pool: with active checks they start down until
@@ -173,7 +196,6 @@ class Supervisor:
         for key in [k for k in self.sockets if k not in wanted]:
             self.sockets.pop(key).close()
         self.health.configure(cfg, plan)
-        return describe_changes(old, cfg)
 
     # ---- the loop -----------------------------------------------------------
 
@@ -244,6 +266,10 @@ class Supervisor:
             return ReloadResult(False, self.generation, errors=[str(e)])
         try:
             changes = self._apply(cfg)
+        except OSError as e:
+            for key in opened:
+                self.sockets.pop(key).close()
+            return ReloadResult(False, self.generation, errors=[f"access log: {e}"])
         except (EngineError, plan_mod.SlotError) as e:
             for key in opened:
                 self.sockets.pop(key).close()
@@ -260,7 +286,13 @@ class Supervisor:
         self.stopping = True
 
     def handle_reopen(self, source: str) -> None:
+        """SIGUSR1 (logrotate): the same config again, with the access log reopened."""
         log.info("reopening log files (%s)", source)
+        with self.lock:
+            try:
+                self._apply(self.cfg)
+            except (OSError, EngineError, plan_mod.SlotError) as e:
+                log.error("reopening the access log failed: %s", e)
 
     # ---- stop ---------------------------------------------------------------
 

@@ -19,13 +19,15 @@
 #include "syn/lb.h"
 #include "syn_abi.h"
 
-#define SYN_BUF_SIZE   16384 /* one receive buffer; also the largest head sent */
-#define SYN_BUF_CHUNK  64    /* buffers added to a worker's pool at a time */
-#define SYN_BUF_MAX    4096  /* buffers per worker, at most (the ring size) */
-#define SYN_NONE       UINT32_MAX
-#define SYN_PIPES      1024 /* per worker; past it bodies are copied */
-#define SYN_PIPE_SIZE  (256 * 1024)
-#define SYN_SPLICE_MIN (64 * 1024) /* bodies from this size on go by splice */
+#define SYN_BUF_SIZE    16384 /* one receive buffer; also the largest head sent */
+#define SYN_BUF_CHUNK   64    /* buffers added to a worker's pool at a time */
+#define SYN_BUF_MAX     4096  /* buffers per worker, at most (the ring size) */
+#define SYN_NONE        UINT32_MAX
+#define SYN_PIPES       1024 /* per worker; past it bodies are copied */
+#define SYN_PIPE_SIZE   (256 * 1024)
+#define SYN_TX_SIZE     SYN_BUF_SIZE
+#define SYN_TX_HEAD_MAX (SYN_TX_SIZE - 1024) /* the tail holds what the access log needs */
+#define SYN_SPLICE_MIN  (64 * 1024)          /* bodies from this size on go by splice */
 
 /* ---- runtime plan --------------------------------------------------------- */
 
@@ -184,6 +186,8 @@ struct syn_conn {
 	int32_t pipe;                  /* index in w->pipes, or -1 */
 	uint32_t pipe_bytes;           /* in the pipe, not yet sent */
 	uint32_t plan_read_timeout_ms; /* upstream: read_timeout of its upstream */
+	uint64_t bytes_out;            /* client: response bytes sent for this request */
+	uint8_t alog_captured;         /* client: the access log's strings are in tx */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -207,6 +211,9 @@ struct syn_io_ops {
 	/* Move up to len bytes from fd_in to fd_out in the kernel once
 	 * wait_fd is ready for wait_events (POLLIN / POLLOUT); NULL when the
 	 * engine cannot.  Completion: proxy_on_splice(). */
+	/* Append len bytes at buf to fd (the access log).  Completion:
+	 * syn_alog_written(). */
+	void (*write)(struct syn_worker *w, int fd, const char *buf, uint32_t len);
 	void (*splice)(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out,
 		       uint32_t len, int wait_fd, short wait_events, int role);
 };
@@ -260,6 +267,16 @@ struct syn_worker {
 	uint32_t npipes;
 	uint32_t pipe_free[SYN_PIPES];
 	uint32_t npipe_free;
+
+	/* access log: two buffers, one write in flight */
+	char *alog_buf[2];
+	uint32_t alog_len[2];
+	uint8_t alog_cur;
+	uint8_t alog_busy;
+	uint8_t alog_time_iso;
+	uint64_t alog_dropped;
+	int64_t alog_time_s;
+	char alog_time[40];
 };
 
 struct syn_engine {
@@ -294,6 +311,13 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_connect(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c);
 void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int role);
+
+/* accesslog.c */
+void syn_alog_capture(struct syn_conn *c, const char *buf, const struct syn_h1_request *req);
+void syn_alog_request(struct syn_worker *w, struct syn_conn *c);
+void syn_alog_flush(struct syn_worker *w);
+int syn_alog_init(struct syn_worker *w);
+void syn_alog_fini(struct syn_worker *w);
 void proxy_timers(struct syn_worker *w);
 void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp);
 int proxy_worker_init(struct syn_worker *w);

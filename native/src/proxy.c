@@ -24,7 +24,7 @@
 
 #include "engine.h"
 
-#define TX_SIZE SYN_BUF_SIZE
+#define TX_SIZE SYN_TX_HEAD_MAX /* heads we write; the tail is the access log's */
 
 enum fail_reason { FAIL_CONNECT = 0, FAIL_TIMEOUT, FAIL_RESET, FAIL_5XX };
 
@@ -40,12 +40,13 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 static char *tx_get(struct syn_worker *w)
 {
 	if (!w->tx_nfree) {
-		char *chunk = malloc((size_t)SYN_BUF_CHUNK * TX_SIZE);
+		char *chunk = malloc((size_t)SYN_BUF_CHUNK * SYN_TX_SIZE);
 		uint32_t i;
 
 		if (!chunk)
 			return NULL;
 		w->stats->heap_allocs++;
+		/* slabs are SYN_TX_SIZE apart: heads use TX_SIZE of each */
 		if (w->tx_cap < w->tx_nfree + SYN_BUF_CHUNK) {
 			char **grown = realloc(w->tx_free,
 					       (w->tx_cap + SYN_BUF_CHUNK) * sizeof(*w->tx_free));
@@ -58,7 +59,7 @@ static char *tx_get(struct syn_worker *w)
 			w->tx_cap += SYN_BUF_CHUNK;
 		}
 		for (i = 0; i < SYN_BUF_CHUNK; i++)
-			w->tx_free[w->tx_nfree++] = chunk + (size_t)i * TX_SIZE;
+			w->tx_free[w->tx_nfree++] = chunk + (size_t)i * SYN_TX_SIZE;
 	}
 	return w->tx_free[--w->tx_nfree];
 }
@@ -728,6 +729,10 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	if (c->state == CS_IDLE)
 		c->start_us = w->now_us;
 	plan_ref(w, c);
+	c->bytes_out = 0;
+	c->alog_captured = 0;
+	if (c->plan->access_log_fd >= 0 && rc > 0 && (c->tx || (c->tx = tx_get(w))))
+		syn_alog_capture(c, buf, &req);
 	c->version = 1;
 	c->keepalive = 0;
 	if (rc == SYN_PARSE_ERR) {
@@ -764,8 +769,7 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	}
 	c->upstream = route->upstream;
 
-	c->tx = tx_get(w);
-	if (!c->tx) {
+	if (!c->tx && !(c->tx = tx_get(w))) {
 		respond_error(w, c, 503, 1);
 		return;
 	}
@@ -1148,6 +1152,7 @@ static void exchange_done(struct syn_worker *w, struct syn_conn *c, struct syn_c
 static void client_finish(struct syn_worker *w, struct syn_conn *c)
 {
 	request_done(w, c);
+	syn_alog_request(w, c);
 	if (c->body_held) { /* answered before the response took it */
 		rx_consume(w, c, c->body_held);
 		c->body_held = 0;
@@ -1421,8 +1426,10 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 		return;
 	}
 	p->pipe_bytes -= (uint32_t)res;
-	if (c->kind == CONN_CLIENT)
+	if (c->kind == CONN_CLIENT) {
 		w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+		c->bytes_out += (uint64_t)res;
+	}
 	if (p->pipe_bytes) {
 		splice_out(w, p, c);
 		return;
@@ -1665,6 +1672,7 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 
 	/* client */
 	w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+	c->bytes_out += (uint64_t)res;
 	if (c->queued) { /* a response waited for the 100 Continue */
 		const char *q = c->queued;
 
@@ -1836,6 +1844,8 @@ int proxy_worker_init(struct syn_worker *w)
 		return -ENOMEM;
 	w->nconns = n;
 	w->max_clients = w->e->cfg.max_connections;
+	if (syn_alog_init(w))
+		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		w->conns[i].next = i + 1 < n ? i + 1 : SYN_NONE;
 		w->conns[i].rx_bid = -1;
@@ -1860,6 +1870,7 @@ void proxy_worker_fini(struct syn_worker *w)
 			close(w->conns[i].fd);
 	free(w->conns);
 	w->conns = NULL;
+	syn_alog_fini(w);
 	/* tx slabs were carved from chunks whose first slab address we do
 	 * not keep apart; they live until the process ends (one set per
 	 * worker, made while warming up) */

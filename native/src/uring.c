@@ -35,6 +35,7 @@ enum uring_op {
 	OP_CANCEL,
 	OP_WAKE,
 	OP_POLL,
+	OP_LOG,
 	OP_SPLICE_IN,  /* c is the source of the splice */
 	OP_SPLICE_OUT, /* c is its destination */
 };
@@ -183,6 +184,14 @@ static void ur_connect(struct syn_worker *w, struct syn_conn *c, const struct so
 	w->stats->io_ops[5]++;
 }
 
+static void ur_write(struct syn_worker *w, int fd, const char *buf, uint32_t len)
+{
+	struct io_uring_sqe *sqe = ur_sqe(w);
+
+	io_uring_prep_write(sqe, fd, buf, len, (uint64_t)-1);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_LOG, 0, 0));
+}
+
 /* IORING_OP_SPLICE is not pollable inside io_uring (two fds): issued
  * alone it would block an io-wq thread until data comes.  So it is linked
  * behind a poll on the socket side, and run with SPLICE_F_NONBLOCK. */
@@ -225,6 +234,7 @@ const struct syn_io_ops syn_uring_ops = {
 	.buf = ur_buf,
 	.buf_release = ur_buf_release,
 	.splice = ur_splice,
+	.write = ur_write,
 };
 
 static void ur_arm_accept(struct syn_worker *w, uint32_t i)
@@ -287,6 +297,10 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 
 	if (op == OP_ACCEPT) {
 		ur_on_accept(w, cqe, idx);
+		return;
+	}
+	if (op == OP_LOG) {
+		w->alog_busy = 0;
 		return;
 	}
 	if (op == OP_CANCEL || op == OP_NONE || op == OP_WAKE || idx >= w->nconns)
@@ -462,6 +476,7 @@ void uring_run(struct syn_worker *w)
 		if (rp != w->plan)
 			proxy_adopt_plan(w, rp);
 		proxy_timers(w);
+		syn_alog_flush(w);
 		if (atomic_load_explicit(&e->stop, memory_order_acquire)) {
 			if (!w->stopping) {
 				w->stopping = 1;
@@ -474,4 +489,8 @@ void uring_run(struct syn_worker *w)
 				break;
 		}
 	}
+	/* the last lines of the access log, written before the ring goes */
+	if (w->plan && w->plan->access_log_fd >= 0 && w->alog_len[w->alog_cur] &&
+	    write(w->plan->access_log_fd, w->alog_buf[w->alog_cur], w->alog_len[w->alog_cur]) < 0)
+		w->alog_dropped++;
 }

@@ -372,7 +372,7 @@ haproxy_conf() { # scenario dir
 	cat >"$2/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 8000
+    maxconn 4000
 $glob
 
 defaults
@@ -497,8 +497,9 @@ crash_report() { # scenario proxy dir phase
 		cat "$3/wrk-$4.out" 2>/dev/null || true
 		echo "== $2 stderr (last 60 lines)"
 		tail -n 60 "$3/stderr" 2>/dev/null || true
-		echo "== dmesg | tail"
-		dmesg 2>&1 | tail -n 15 || true
+		echo "== dmesg since the run started (tail)"
+		dmesg 2>&1 | awk -v t0="$RUN_UPTIME" '{ t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t); if (t + 0 >= t0) print }' |
+			tail -n 15 || true
 	} >"$f"
 	echo "$1 $2: died during the $4 run ($STOP_NOTE); see runs/$1-$2.crash.txt" >>"$NOTES"
 	log "$2 died during the $4 run of $1: $STOP_NOTE"
@@ -514,6 +515,7 @@ run_one() { # scenario proxy
 	local rps p50 p99 req by err
 	mkdir -p "$d"
 	others=$(wait_quiet)
+	RUN_UPTIME=$(awk '{ print $1 }' /proc/uptime)
 	log "$sc $px (others before: ${others}% of a CPU)"
 	if ! start_proxy "$px" "$sc" "$d"; then
 		stop_proxy
@@ -658,7 +660,8 @@ export UPTIME_START UPTIME_END SYN_KEEPALIVE
 export VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //')"
 export VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }')"
 export VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
-export VER_SYN="$(.venv/bin/synapserve version 2>/dev/null | head -n 1 || echo '?')"
+VER_SYN=$(.venv/bin/synapserve version 2>/dev/null || true)
+export VER_SYN="${VER_SYN%%$'\n'*}"
 export GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
 export KERNEL="$(uname -r)" CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" NCPU="$(nproc)"
 python3 "$ROOT/native/bench/proxy/report.py"
