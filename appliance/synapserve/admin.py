@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import (  # noqa: F401
+from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
     CollectorRegistry,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -110,27 +111,34 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200 if result.ok else 422, json.dumps(result.as_dict()).encode() + b"\n")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A scraper that gives up mid-answer is not an error worth a traceback."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class AdminServer:
     def __init__(self, bind, sup) -> None:
-        host = bind.host
-        server_cls = ThreadingHTTPServer
-        if bind.family == "ipv6":
-
-            class _V6(ThreadingHTTPServer):
-                address_family = __import__("socket").AF_INET6
-
-            server_cls = _V6
-        self.httpd = server_cls((host, bind.port), _Handler)
-        self.httpd.daemon_threads = True
+        server_cls = _Server6 if bind.family == "ipv6" else _Server
+        self.httpd = server_cls((bind.host, bind.port), _Handler)
         self.httpd.sup = sup
         registry = CollectorRegistry()
         registry.register(EngineCollector(sup))
-        from prometheus_client import ProcessCollector
-
         ProcessCollector(registry=registry)
         self.httpd.registry = registry
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="syn-admin", daemon=True
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="syn-admin",
+            daemon=True,
         )
 
     def start(self) -> None:

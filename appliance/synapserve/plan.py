@@ -198,7 +198,7 @@ def build(
     p.version = lib.SYN_ABI_VERSION
     p.generation = generation
     lim = cfg.limits
-    p.limits.header_bytes = lim.header_bytes
+    p.limits.header_bytes = min(lim.header_bytes, 65535)  # "64k": the parser's ceiling
     p.limits.headers = lim.headers
     p.limits.body_bytes = lim.body_bytes or UINT64_MAX
     p.limits.client_header_timeout_ms = lim.client_header_timeout_ms

@@ -199,7 +199,9 @@ class Supervisor:
 
     # ---- the loop -----------------------------------------------------------
 
-    def run(self) -> int:
+    def install_signals(self) -> None:
+        """Handlers only enqueue; installed before start() so that a signal
+        arriving while starting is handled once the loop runs."""
         for sig, name in (
             (signal.SIGHUP, "reload"),
             (signal.SIGTERM, "stop"),
@@ -207,6 +209,8 @@ class Supervisor:
             (signal.SIGUSR1, "reopen"),
         ):
             signal.signal(sig, lambda *_a, n=name: self.events.put((n, "signal")))
+
+    def run(self) -> int:
         while not self.stopping:
             try:
                 name, source = self.events.get(timeout=1.0)
@@ -328,6 +332,7 @@ def run(config_dir: str) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     sup = Supervisor(config_dir)
+    sup.install_signals()
     try:
         sup.start()
     except StartError as e:

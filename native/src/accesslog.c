@@ -49,7 +49,7 @@ static size_t alog_esc(char *dst, size_t cap, const char *src, size_t n)
  * each NUL-terminated and escaped. */
 void syn_alog_capture(struct syn_conn *c, const char *buf, const struct syn_h1_request *req)
 {
-	char *t = c->tx + SYN_TX_HEAD_MAX;
+	char *t = c->tx + c->tx_cap;
 	size_t cap = SYN_TX_SIZE - SYN_TX_HEAD_MAX, n = 0, line;
 	const struct syn_h1_header *ref = syn_h1_find(&req->h, SYN_HDR_REFERER);
 	const struct syn_h1_header *ua = syn_h1_find(&req->h, SYN_HDR_USER_AGENT);
@@ -108,12 +108,13 @@ void syn_alog_request(struct syn_worker *w, struct syn_conn *c)
 	const char *reqline = "-", *ref = "-", *ua = "-";
 	char ip[INET6_ADDRSTRLEN], *dst;
 	uint64_t us = w->now_us > c->start_us ? w->now_us - c->start_us : 0;
+	uint64_t body = c->bytes_out > c->resp_head_bytes ? c->bytes_out - c->resp_head_bytes : 0;
 	int n;
 
 	if (!rp || rp->access_log_fd < 0)
 		return;
 	if (c->alog_captured && c->tx) {
-		reqline = c->tx + SYN_TX_HEAD_MAX;
+		reqline = c->tx + c->tx_cap;
 		ref = reqline + strlen(reqline) + 1;
 		ua = ref + strlen(ref) + 1;
 	}
@@ -131,14 +132,14 @@ void syn_alog_request(struct syn_worker *w, struct syn_conn *c)
 			     "{\"time\":\"%s\",\"client\":\"%s\",\"request\":\"%s\",\"status\":%u,"
 			     "\"bytes\":%llu,\"duration_ms\":%.3f,\"referer\":\"%s\","
 			     "\"user_agent\":\"%s\",\"site\":\"%s\",\"upstream\":\"%s\"}\n",
-			     alog_time(w, 1), ip, reqline, c->status,
-			     (unsigned long long)c->bytes_out, (double)us / 1000.0, ref, ua,
+			     alog_time(w, 1), ip, reqline, c->status, (unsigned long long)body,
+			     (double)us / 1000.0, ref, ua,
 			     c->site != SYN_NONE ? rp->sites[c->site].cfg.name : "",
 			     c->upstream != SYN_NONE ? rp->upstreams[c->upstream].cfg.name : "");
 	else
 		n = snprintf(dst, ALOG_LINE, "%s - - [%s] \"%s\" %u %llu \"%s\" \"%s\"\n", ip,
-			     alog_time(w, 0), reqline, c->status, (unsigned long long)c->bytes_out,
-			     ref, ua);
+			     alog_time(w, 0), reqline, c->status, (unsigned long long)body, ref,
+			     ua);
 	if (n > 0)
 		w->alog_len[w->alog_cur] += (uint32_t)(n < ALOG_LINE ? n : ALOG_LINE - 1);
 }

@@ -26,6 +26,10 @@
 #define SYN_PIPES       1024 /* per worker; past it bodies are copied */
 #define SYN_PIPE_SIZE   (256 * 1024)
 #define SYN_TX_SIZE     SYN_BUF_SIZE
+#define SYN_BIG_HEAD    65536 /* big buffers: a head up to the 64 KiB ceiling */
+#define SYN_BIG_SIZE    (SYN_BIG_HEAD + 1024)
+#define SYN_BIG_BID     0x40000000           /* buffer ids from here on are big buffers */
+#define SYN_BIG_MAX     256                  /* per worker */
 #define SYN_TX_HEAD_MAX (SYN_TX_SIZE - 1024) /* the tail holds what the access log needs */
 #define SYN_SPLICE_MIN  (64 * 1024)          /* bodies from this size on go by splice */
 
@@ -69,6 +73,7 @@ struct rt_host {
 
 struct rt_listener {
 	struct syn_plan_listener cfg; /* cfg.fd is our dup */
+	uint64_t ino;                 /* the socket's identity across dups and reloads */
 };
 
 struct rt_plan {
@@ -80,7 +85,7 @@ struct rt_plan {
 	struct rt_site *sites;
 	struct rt_host *hosts; /* exact names sorted, then wildcards longest first */
 	uint32_t nexact;
-	int32_t default_site; /* "*", or -1 */
+	int32_t default_site[64]; /* the "*" site per listener bit, or -1 */
 	size_t lb_state_size;
 	int access_log_fd;
 	uint32_t access_log_json;
@@ -132,13 +137,17 @@ struct syn_conn {
 
 	/* receive: a held buffer and its data window */
 	int32_t rx_bid;
+	char *rx_ptr;    /* the held buffer */
+	uint32_t rx_cap; /* its size */
 	uint32_t rx_start, rx_end;
 	uint8_t recving;
 	uint8_t sending;
 	uint8_t eof;
 
 	/* send: what is going out now */
-	char *tx; /* owned slab (head, error), or NULL */
+	char *tx;        /* owned slab (head, error), or NULL */
+	uint32_t tx_cap; /* room for a head in it; the access log's strings follow */
+	uint8_t tx_big;  /* tx is a big buffer */
 	const char *out;
 	uint32_t out_len;
 	uint8_t out_release_rx; /* after the send, drop out_len bytes from the peer's rx */
@@ -187,6 +196,10 @@ struct syn_conn {
 	uint32_t pipe_bytes;           /* in the pipe, not yet sent */
 	uint32_t plan_read_timeout_ms; /* upstream: read_timeout of its upstream */
 	uint64_t bytes_out;            /* client: response bytes sent for this request */
+	uint32_t resp_head_bytes;      /* client: of which the response head */
+	uint64_t body_seen;            /* chunked data bytes so far */
+	uint64_t body_limit;           /* client: [limits] body_bytes; 0 for none */
+	uint8_t decode;                /* upstream: chunked body decoded for an HTTP/1.0 client */
 	uint8_t alog_captured;         /* client: the access log's strings are in tx */
 };
 
@@ -227,6 +240,7 @@ struct syn_pool { /* idle upstream connections of one server, this worker */
 
 struct syn_accept { /* a listener this worker accepts on */
 	int fd;
+	uint64_t ino; /* the socket (fds differ between plans: each plan dups) */
 	uint32_t slot;
 	uint32_t bit;
 	uint8_t armed;   /* 1 armed, 2 being cancelled */
@@ -267,6 +281,12 @@ struct syn_worker {
 	uint32_t npipes;
 	uint32_t pipe_free[SYN_PIPES];
 	uint32_t npipe_free;
+
+	/* big buffers, for heads over SYN_BUF_SIZE: made on demand, reused */
+	char *big[SYN_BIG_MAX];
+	uint32_t nbig;
+	uint32_t big_free[SYN_BIG_MAX];
+	uint32_t nbig_free;
 
 	/* access log: two buffers, one write in flight */
 	char *alog_buf[2];

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -197,7 +198,8 @@ static int plan_sites(struct rt_plan *rp, const struct syn_plan *p)
 	rp->hosts = calloc(p->nhosts ? p->nhosts : 1, sizeof(*rp->hosts));
 	if (!rp->hosts)
 		return -ENOMEM;
-	rp->default_site = -1;
+	for (i = 0; i < 64; i++)
+		rp->default_site[i] = -1;
 	for (i = 0, n = 0; i < p->nhosts; i++) {
 		const char *name = p->hosts[i].name;
 		struct rt_host *h;
@@ -205,7 +207,12 @@ static int plan_sites(struct rt_plan *rp, const struct syn_plan *p)
 		size_t k;
 
 		if (!strcmp(name, "*")) {
-			rp->default_site = (int32_t)p->hosts[i].site;
+			uint64_t mask = p->sites[p->hosts[i].site].listeners;
+			uint32_t b;
+
+			for (b = 0; b < 64; b++)
+				if ((mask >> b) & 1 && rp->default_site[b] < 0)
+					rp->default_site[b] = (int32_t)p->hosts[i].site;
 			continue;
 		}
 		h = &rp->hosts[n++];
@@ -229,6 +236,7 @@ static int plan_sites(struct rt_plan *rp, const struct syn_plan *p)
 
 static int plan_listeners(struct rt_plan *rp, const struct syn_plan *p)
 {
+	struct stat st;
 	uint32_t i;
 
 	rp->listeners = calloc(p->nlisteners ? p->nlisteners : 1, sizeof(*rp->listeners));
@@ -241,6 +249,9 @@ static int plan_listeners(struct rt_plan *rp, const struct syn_plan *p)
 		l->cfg.fd = dup(p->listeners[i].fd);
 		if (l->cfg.fd < 0)
 			return -errno;
+		if (fstat(l->cfg.fd, &st))
+			return -errno;
+		l->ino = (uint64_t)st.st_ino;
 		rp->nlisteners++;
 	}
 	return 0;

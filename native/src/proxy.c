@@ -64,17 +64,95 @@ static char *tx_get(struct syn_worker *w)
 	return w->tx_free[--w->tx_nfree];
 }
 
+/* Big buffers (SYN_BIG_SIZE) for heads over SYN_BUF_SIZE: index, or -1. */
+static int big_get(struct syn_worker *w)
+{
+	if (w->nbig_free)
+		return (int)w->big_free[--w->nbig_free];
+	if (w->nbig == SYN_BIG_MAX)
+		return -1;
+	w->big[w->nbig] = malloc(SYN_BIG_SIZE);
+	if (!w->big[w->nbig])
+		return -1;
+	w->stats->heap_allocs++;
+	return (int)w->nbig++;
+}
+
+static void big_put(struct syn_worker *w, uint32_t i)
+{
+	w->big_free[w->nbig_free++] = i;
+}
+
+/* A tx slab for c: small, the size of a receive buffer. */
+static int tx_take(struct syn_worker *w, struct syn_conn *c)
+{
+	if (c->tx)
+		return 0;
+	c->tx = tx_get(w);
+	if (!c->tx)
+		return -1;
+	c->tx_cap = TX_SIZE;
+	c->tx_big = 0;
+	return 0;
+}
+
+/* Swap c's tx slab for a big one, keeping the access log's strings. */
+static int tx_grow(struct syn_worker *w, struct syn_conn *c)
+{
+	int i = big_get(w);
+
+	if (i < 0)
+		return -1;
+	memcpy(w->big[i] + SYN_BIG_HEAD, c->tx + c->tx_cap, SYN_TX_SIZE - TX_SIZE);
+	w->tx_free[w->tx_nfree++] = c->tx;
+	c->tx = w->big[i];
+	c->tx_cap = SYN_BIG_HEAD;
+	c->tx_big = 1;
+	return 0;
+}
+
 static void tx_put(struct syn_worker *w, struct syn_conn *c)
 {
-	if (c->tx) {
+	if (!c->tx)
+		return;
+	if (c->tx_big) {
+		uint32_t i;
+
+		for (i = 0; i < w->nbig; i++)
+			if (w->big[i] == c->tx)
+				big_put(w, i);
+	} else {
 		w->tx_free[w->tx_nfree++] = c->tx;
-		c->tx = NULL;
 	}
+	c->tx = NULL;
+	c->tx_big = 0;
 }
 
 static char *rx_data(struct syn_worker *w, struct syn_conn *c)
 {
-	return w->io->buf(w, c->rx_bid) + c->rx_start;
+	(void)w;
+	return c->rx_ptr + c->rx_start;
+}
+
+static void rx_release(struct syn_worker *w, struct syn_conn *c)
+{
+	if (c->rx_bid >= SYN_BIG_BID)
+		big_put(w, (uint32_t)(c->rx_bid - SYN_BIG_BID));
+	else if (c->rx_bid >= 0)
+		w->io->buf_release(w, c->rx_bid);
+	c->rx_bid = -1;
+	c->rx_ptr = NULL;
+	c->rx_start = c->rx_end = 0;
+}
+
+/* Hold a pool buffer just filled by a receive. */
+static void rx_hold(struct syn_worker *w, struct syn_conn *c, int32_t bid, uint32_t n)
+{
+	c->rx_bid = bid;
+	c->rx_ptr = w->io->buf(w, bid);
+	c->rx_cap = SYN_BUF_SIZE;
+	c->rx_start = 0;
+	c->rx_end = n;
 }
 
 static uint32_t rx_len(const struct syn_conn *c)
@@ -87,23 +165,50 @@ static uint32_t rx_len(const struct syn_conn *c)
 static void rx_consume(struct syn_worker *w, struct syn_conn *c, uint32_t n)
 {
 	c->rx_start += n;
-	if (c->rx_start >= c->rx_end && !c->recving && c->rx_bid >= 0) {
-		w->io->buf_release(w, c->rx_bid);
-		c->rx_bid = -1;
-		c->rx_start = c->rx_end = 0;
-	}
+	if (c->rx_start >= c->rx_end && !c->recving && c->rx_bid >= 0)
+		rx_release(w, c);
 }
 
 /* Move the window to the start of the buffer so a receive has room. */
 static void rx_compact(struct syn_worker *w, struct syn_conn *c)
 {
+	(void)w;
 	if (c->rx_bid >= 0 && c->rx_start > 0) {
-		char *b = w->io->buf(w, c->rx_bid);
+		char *b = c->rx_ptr;
 
 		memmove(b, b + c->rx_start, c->rx_end - c->rx_start);
 		c->rx_end -= c->rx_start;
 		c->rx_start = 0;
 	}
+}
+
+/* The held buffer is full: move the window to a big buffer, for a head
+ * over SYN_BUF_SIZE.  0, or -1 when there is none to be had. */
+static int rx_grow(struct syn_worker *w, struct syn_conn *c)
+{
+	uint32_t n = c->rx_end - c->rx_start;
+	int i;
+
+	if (c->rx_bid >= SYN_BIG_BID || c->recving || (i = big_get(w)) < 0)
+		return -1;
+	memcpy(w->big[i], c->rx_ptr + c->rx_start, n);
+	rx_release(w, c);
+	c->rx_bid = SYN_BIG_BID + i;
+	c->rx_ptr = w->big[i];
+	c->rx_cap = SYN_BIG_SIZE;
+	c->rx_end = n;
+	return 0;
+}
+
+/* Make room to receive more of a head: compact, then grow. */
+static int rx_room(struct syn_worker *w, struct syn_conn *c)
+{
+	if (c->rx_end < c->rx_cap)
+		return 0;
+	rx_compact(w, c);
+	if (c->rx_end < c->rx_cap)
+		return 0;
+	return rx_grow(w, c);
 }
 
 static void timer_del(struct syn_worker *w, struct syn_conn *c)
@@ -268,8 +373,7 @@ void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 {
 	close(c->fd);
 	pipe_release(w, c, 0);
-	if (c->rx_bid >= 0)
-		w->io->buf_release(w, c->rx_bid);
+	rx_release(w, c);
 	tx_put(w, c);
 	timer_del(w, c);
 	if (c->kind == CONN_CLIENT) {
@@ -285,7 +389,6 @@ void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 	}
 	c->kind = CONN_FREE;
 	c->closing = 0;
-	c->rx_bid = -1;
 	c->next = w->free_head;
 	w->free_head = conn_index(w, c);
 }
@@ -466,7 +569,7 @@ static void format_client_ip(const struct sockaddr_storage *ss, char *out, size_
 static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 				   const struct syn_h1_request *req, char *out)
 {
-	struct outbuf o = {out, 0, TX_SIZE, 0};
+	struct outbuf o = {out, 0, c->tx_cap, 0};
 	const struct syn_h1_head *h = &req->h;
 	const struct syn_h1_header *xff = syn_h1_find(h, SYN_HDR_X_FORWARDED_FOR);
 	char ip[INET6_ADDRSTRLEN];
@@ -552,7 +655,7 @@ static const char *reason_phrase(int status)
 static uint32_t build_response_head(struct syn_conn *c, const char *buf,
 				    const struct syn_h1_response *resp, char *out, int chunked_out)
 {
-	struct outbuf o = {out, 0, TX_SIZE, 0};
+	struct outbuf o = {out, 0, c->tx_cap, 0};
 	const struct syn_h1_head *h = &resp->h;
 	uint32_t i;
 
@@ -658,6 +761,8 @@ static int request_framing(struct syn_worker *w, struct syn_conn *c,
 
 	c->remaining = 0;
 	c->body_mode = BODY_NONE;
+	c->body_seen = 0;
+	c->body_limit = w->plan->limits.body_bytes;
 	if (h->flags & SYN_H1_F_CHUNKED) {
 		c->body_mode = BODY_CHUNKED;
 		syn_h1_chunked_init(&c->ck);
@@ -670,8 +775,11 @@ static int request_framing(struct syn_worker *w, struct syn_conn *c,
 	return 0;
 }
 
-/* How many bytes at p (of n) belong to the request body still to send,
- * validating chunked framing on the way.  -1 on a framing error. */
+#define BODY_TOO_LARGE (-2)
+
+/* How many bytes at p (of n) belong to the body still to relay, validating
+ * chunked framing on the way.  -1 on a framing error, BODY_TOO_LARGE past
+ * c->body_limit. */
 static long body_take(struct syn_conn *c, const char *p, uint32_t n)
 {
 	long used = 0;
@@ -679,6 +787,8 @@ static long body_take(struct syn_conn *c, const char *p, uint32_t n)
 
 	if (c->body_mode == BODY_LENGTH)
 		return (long)(n < c->remaining ? n : c->remaining);
+	if (c->body_mode == BODY_CLOSE || c->body_mode == BODY_TUNNEL)
+		return (long)n;
 	if (c->body_mode != BODY_CHUNKED)
 		return 0;
 	while ((uint32_t)used < n && !syn_h1_chunked_done(&c->ck)) {
@@ -688,6 +798,11 @@ static long body_take(struct syn_conn *c, const char *p, uint32_t n)
 			return -1;
 		if (k == 0)
 			break;
+		if (data) {
+			c->body_seen += (uint64_t)k;
+			if (c->body_limit && c->body_seen > c->body_limit)
+				return BODY_TOO_LARGE;
+		}
 		used += k;
 	}
 	return used;
@@ -699,6 +814,8 @@ static int body_done(const struct syn_conn *c)
 		return c->remaining == 0;
 	if (c->body_mode == BODY_CHUNKED)
 		return syn_h1_chunked_done(&c->ck);
+	if (c->body_mode == BODY_CLOSE || c->body_mode == BODY_TUNNEL)
+		return c->eof; /* the peer's close ends it */
 	return 1;
 }
 
@@ -711,8 +828,6 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	const char *buf;
 	int rc, site, st;
 
-	if (head_max > SYN_BUF_SIZE)
-		head_max = SYN_BUF_SIZE;
 	buf = rx_data(w, c);
 	rc = syn_h1_parse_request_limits(buf, n, &req, head_max, lim->headers);
 	if (rc == SYN_PARSE_AGAIN) {
@@ -721,8 +836,11 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 			c->start_us = w->now_us;
 			timer_set(w, c, TL_CLIENT_HEAD, lim->client_header_timeout_ms);
 		}
-		if (c->rx_end == SYN_BUF_SIZE)
-			rx_compact(w, c);
+		if (rx_room(w, c)) {
+			plan_ref(w, c);
+			respond_error(w, c, 431, 1);
+			return;
+		}
 		w->io->recv(w, c);
 		return;
 	}
@@ -730,8 +848,9 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 		c->start_us = w->now_us;
 	plan_ref(w, c);
 	c->bytes_out = 0;
+	c->resp_head_bytes = 0;
 	c->alog_captured = 0;
-	if (c->plan->access_log_fd >= 0 && rc > 0 && (c->tx || (c->tx = tx_get(w))))
+	if (c->plan->access_log_fd >= 0 && rc > 0 && !tx_take(w, c))
 		syn_alog_capture(c, buf, &req);
 	c->version = 1;
 	c->keepalive = 0;
@@ -769,13 +888,14 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	}
 	c->upstream = route->upstream;
 
-	if (!c->tx && !(c->tx = tx_get(w))) {
+	if (tx_take(w, c)) {
 		respond_error(w, c, 503, 1);
 		return;
 	}
 	c->head_len = build_request_head(c, buf, &req, c->tx);
+	if (!c->head_len && !tx_grow(w, c))
+		c->head_len = build_request_head(c, buf, &req, c->tx);
 	if (!c->head_len) {
-		tx_put(w, c);
 		respond_error(w, c, 431, 1);
 		return;
 	}
@@ -791,7 +911,7 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 		long k = body_take(c, rx_data(w, c), rx_len(c));
 
 		if (k < 0) {
-			respond_error(w, c, 400, 1);
+			respond_error(w, c, k == BODY_TOO_LARGE ? 413 : 400, 1);
 			return;
 		}
 		if (k > 0 &&
@@ -1064,7 +1184,7 @@ static void upstream_send_body(struct syn_worker *w, struct syn_conn *u)
 		if (k < 0) {
 			unpair(w, u);
 			conn_close(w, u);
-			respond_error(w, c, 400, 1);
+			respond_error(w, c, k == BODY_TOO_LARGE ? 413 : 400, 1);
 			return;
 		}
 		if (c->body_mode == BODY_LENGTH)
@@ -1078,7 +1198,7 @@ static void upstream_send_body(struct syn_worker *w, struct syn_conn *u)
 	if (!splice_start(w, c))
 		return;
 	timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
-	if (c->rx_end == SYN_BUF_SIZE)
+	if (c->rx_end == c->rx_cap)
 		rx_compact(w, c);
 	w->io->recv(w, c);
 }
@@ -1093,7 +1213,7 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 	char body[64];
 	int blen;
 
-	if (!c->tx && !(c->tx = tx_get(w))) {
+	if (tx_take(w, c)) {
 		conn_close(w, c);
 		return;
 	}
@@ -1102,7 +1222,7 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 	c->status = (uint16_t)status;
 	c->resp_started = 1;
 	blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
-	o = (struct outbuf){c->tx, 0, TX_SIZE, 0};
+	o = (struct outbuf){c->tx, 0, c->tx_cap, 0};
 	ob_str(&o, c->version ? "HTTP/1.1 " : "HTTP/1.0 ");
 	ob_str(&o, body);
 	o.len--; /* the body's newline: the status line ends in CRLF */
@@ -1114,6 +1234,7 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 		ob_put(&o, body, (size_t)blen);
 	c->state = CS_RESPONDING;
 	c->peer = SYN_NONE;
+	c->resp_head_bytes = o.len - (c->head_req ? 0 : (uint32_t)blen);
 	timer_del(w, c);
 	client_send(w, c, c->tx, o.len, 0);
 }
@@ -1199,12 +1320,10 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 
 	rc = syn_h1_parse_response(buf, rx_len(u), &resp);
 	if (rc == SYN_PARSE_AGAIN) {
-		if (rx_len(u) >= SYN_BUF_SIZE) {
+		if (rx_room(w, u)) {
 			upstream_fail(w, u, FAIL_RESET, 0);
 			return;
 		}
-		if (u->rx_end == SYN_BUF_SIZE)
-			rx_compact(w, u);
 		w->io->recv(w, u);
 		return;
 	}
@@ -1245,6 +1364,7 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 	} else if (resp.h.flags & SYN_H1_F_CHUNKED) {
 		u->body_mode = BODY_CHUNKED;
 		syn_h1_chunked_init(&u->ck);
+		u->body_limit = 0;
 	} else if (resp.h.flags & SYN_H1_F_LENGTH) {
 		u->body_mode = resp.h.content_length ? BODY_LENGTH : BODY_NONE;
 		u->remaining = resp.h.content_length;
@@ -1254,18 +1374,23 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 	/* an HTTP/1.0 client gets chunked bodies as they are only if it can
 	 * tell where they end: close instead of keep-alive */
 	chunked_out = u->body_mode == BODY_CHUNKED && c->version;
+	u->decode = u->body_mode == BODY_CHUNKED && !c->version;
+	u->eof = 0;
 	if (u->body_mode == BODY_CLOSE || (u->body_mode == BODY_CHUNKED && !c->version))
 		c->keepalive = 0;
 	if (!body_done(c))
 		c->keepalive = 0; /* the client is still sending: we stop reading */
 
 	hl = build_response_head(c, buf, &resp, c->tx, chunked_out);
+	if (!hl && !tx_grow(w, c))
+		hl = build_response_head(c, buf, &resp, c->tx, chunked_out);
 	if (!hl) {
 		upstream_fail(w, u, FAIL_RESET, 0);
 		return;
 	}
 	u->state = CS_RESP_BODY;
 	c->state = CS_RESPONDING;
+	c->resp_head_bytes = hl;
 	if (resp.status == 101) {
 		c->upgrade_req = 2; /* the tunnel starts once this head is out */
 		u->state = CS_TUNNEL;
@@ -1395,6 +1520,7 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 			return;
 		}
 		if (res == 0 && c->body_mode == BODY_CLOSE) {
+			c->eof = 1;
 			timer_del(w, c);
 			pipe_release(w, c, 1);
 			relay_body(w, p, c);
@@ -1462,8 +1588,28 @@ static void relay_body(struct syn_worker *w, struct syn_conn *c, struct syn_conn
 		client_finish(w, c);
 		return;
 	}
+	while (n && u->decode) {
+		/* an HTTP/1.0 client: the chunk data only, framing dropped */
+		int data;
+		long k = syn_h1_chunked_parse(&u->ck, rx_data(w, u), n, &data);
+
+		if (k < 0)
+			break; /* bad framing: body_take below says so */
+		if (k == 0)
+			break;
+		if (data) {
+			client_send(w, c, rx_data(w, u), (uint32_t)k, 1);
+			return;
+		}
+		rx_consume(w, u, (uint32_t)k);
+		n = rx_len(u);
+		if (!n && body_done(u)) {
+			relay_body(w, c, u);
+			return;
+		}
+	}
 	if (n) {
-		long k = u->body_mode == BODY_CLOSE ? (long)n : body_take(u, rx_data(w, u), n);
+		long k = body_take(u, rx_data(w, u), n);
 
 		if (k < 0) {
 			passive_fail(w, &c->plan->upstreams[c->upstream],
@@ -1483,7 +1629,7 @@ static void relay_body(struct syn_worker *w, struct syn_conn *c, struct syn_conn
 	}
 	if (!splice_start(w, u))
 		return;
-	if (u->rx_end == SYN_BUF_SIZE)
+	if (u->rx_end == u->rx_cap)
 		rx_compact(w, u);
 	if (!u->recving)
 		w->io->recv(w, u);
@@ -1495,15 +1641,13 @@ static int rx_accept(struct syn_worker *w, struct syn_conn *c, int res, int32_t 
 {
 	if (bid >= 0) {
 		if (c->rx_bid < 0) {
-			c->rx_bid = bid;
-			c->rx_start = 0;
-			c->rx_end = (uint32_t)res;
+			rx_hold(w, c, bid, (uint32_t)res);
 		} else {
 			/* a picked buffer while one is held: append, give it back */
-			char *dst = w->io->buf(w, c->rx_bid);
+			char *dst = c->rx_ptr;
 
 			rx_compact(w, c);
-			if (c->rx_end + (uint32_t)res > SYN_BUF_SIZE) {
+			if (c->rx_end + (uint32_t)res > c->rx_cap) {
 				w->io->buf_release(w, bid);
 				return -1;
 			}
@@ -1794,7 +1938,7 @@ void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp)
 		const struct rt_listener *l = &rp->listeners[i];
 
 		for (j = 0; j < w->naccepts; j++)
-			if (w->accepts[j].fd == l->cfg.fd)
+			if (w->accepts[j].ino == l->ino && w->accepts[j].fd_live)
 				break;
 		if (j == w->naccepts) {
 			/* reuse a slot whose accept has ended, or take a new one */
@@ -1808,8 +1952,11 @@ void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp)
 				w->naccepts++;
 			}
 			w->accepts[j].fd = l->cfg.fd;
+			w->accepts[j].ino = l->ino;
 			w->accepts[j].armed = 0;
 		}
+		if (!w->accepts[j].armed)
+			w->accepts[j].fd = l->cfg.fd; /* re-armed on this plan's dup */
 		w->accepts[j].fd_live = 1;
 		w->accepts[j].wanted = 1;
 		w->accepts[j].slot = l->cfg.slot;

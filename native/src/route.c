@@ -47,20 +47,19 @@ int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint3
 	size_t n = route_norm_host(host, len, h, sizeof(h));
 	uint32_t lo = 0, hi = rp->nexact, i;
 
+	/* the first entry >= h; several sites may share a name on different
+	 * listeners, so every equal entry is looked at */
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		int c = strcmp(rp->hosts[mid].name, h);
 
-		if (c == 0) {
-			if (route_site_ok(rp, rp->hosts[mid].site, bit))
-				return (int)rp->hosts[mid].site;
-			break;
-		}
-		if (c < 0)
+		if (strcmp(rp->hosts[mid].name, h) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+	for (i = lo; i < rp->nexact && !strcmp(rp->hosts[i].name, h); i++)
+		if (route_site_ok(rp, rp->hosts[i].site, bit))
+			return (int)rp->hosts[i].site;
 	for (i = rp->nexact; i < rp->nhosts; i++) {
 		const struct rt_host *w = &rp->hosts[i];
 
@@ -69,9 +68,7 @@ int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint3
 		    route_site_ok(rp, w->site, bit))
 			return (int)w->site;
 	}
-	if (rp->default_site >= 0 && route_site_ok(rp, (uint32_t)rp->default_site, bit))
-		return rp->default_site;
-	return -1;
+	return bit < 64 ? rp->default_site[bit] : -1;
 }
 
 /* The longest route whose prefix starts the path (query excluded), or NULL. */

@@ -142,14 +142,15 @@ static void ur_recv(struct syn_worker *w, struct syn_conn *c)
 			return;
 		}
 		c->rx_bid = s->free_stack[--s->avail];
+		c->rx_ptr = s->bufs[c->rx_bid];
+		c->rx_cap = SYN_BUF_SIZE;
 		c->rx_start = c->rx_end = 0;
 	}
 	if (c->rx_bid < 0 && s->avail < SYN_BUF_CHUNK / 4)
 		ur_grow(w);
 	sqe = ur_sqe(w);
 	if (c->rx_bid >= 0) {
-		io_uring_prep_recv(sqe, c->fd, s->bufs[c->rx_bid] + c->rx_end,
-				   SYN_BUF_SIZE - c->rx_end, 0);
+		io_uring_prep_recv(sqe, c->fd, c->rx_ptr + c->rx_end, c->rx_cap - c->rx_end, 0);
 	} else {
 		io_uring_prep_recv(sqe, c->fd, NULL, SYN_BUF_SIZE, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -277,8 +278,10 @@ static void ur_on_accept(struct syn_worker *w, struct io_uring_cqe *cqe, uint32_
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		a->armed = 0;
 	if (cqe->res >= 0) {
+		/* a client accepted just before its listener went away is
+		 * still a client: it is served */
 		w->stats->io_ops[0]++;
-		if (a->wanted && !w->stopping)
+		if (!w->stopping)
 			proxy_on_accept(w, a, cqe->res);
 		else
 			close(cqe->res);
@@ -465,6 +468,11 @@ void uring_run(struct syn_worker *w)
 
 		io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
 		ur_clock(w);
+		/* a plan swapped before these completions' requests came in must
+		 * serve them: a reload that has returned has applied */
+		rp = atomic_load_explicit(&e->plan, memory_order_acquire);
+		if (rp != w->plan)
+			proxy_adopt_plan(w, rp);
 		io_uring_for_each_cqe(ring, head, cqe)
 		{
 			ur_complete(w, cqe);

@@ -8,10 +8,10 @@
 # configuration an expert would deploy for it:
 #   synapserve  workers = 1, access log off, upstream keepalive 1024
 #   nginx       worker_processes 1, upstream keepalive 1024 (+ keepalive_requests,
-#               HTTP/1.1, Connection ""), access_log off; for 1 MiB larger proxy
-#               buffers and no temp files (see nginx_conf below)
+#               HTTP/1.1, Connection ""), access_log off; for 1 MiB unbuffered
+#               through a 256 KiB buffer (see nginx_conf below)
 #   haproxy     nbthread 1, http-reuse always, no logging; for 1 MiB
-#               option splice-response/splice-request and 256 KiB pipes
+#               option splice-response/splice-request and 1 MiB pipes
 # Scenarios: 1 KiB and 1 MiB responses at 256 connections, 1 KiB at 1000.
 # Per proxy and scenario: a warm-up run, then a timed wrk run (1 thread,
 # --latency); around the timed run it reads the proxy's CPU time (whole
@@ -33,9 +33,14 @@
 # BENCH_PROXIES ("synapserve nginx haproxy"), BENCH_STRACE (1; 0 skips the
 # syscall counts), BENCH_PORT_BASE (27100; uses 5 ports from there),
 # BENCH_IDLE_MAX (15: % of one CPU used by other processes above which a run
-# waits, and is marked), BENCH_IDLE_WAIT (90 s), BENCH_SYN_KEEPALIVE (1024),
+# waits, and is marked), BENCH_IDLE_WAIT (30 s), BENCH_RETRY_BUDGET (240 s:
+# a run during which others were busy is repeated once while the bench has
+# run for less than this), BENCH_SYN_KEEPALIVE (1024),
 # BENCH_FLOOR_1K_US (12: CPU us per 1 KiB request of a minimal io_uring
-# relay), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT.
+# relay), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT,
+# BENCH_SYN_CMD (.venv/bin/synapserve: the command that runs synapserve);
+# BENCH_NGINX_1M and BENCH_HAPROXY_1M_GLOBAL replace the peers' 1 MiB tuning
+# (to try other variants).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
@@ -55,10 +60,12 @@ PROXIES=${BENCH_PROXIES:-"synapserve nginx haproxy"}
 STRACE=${BENCH_STRACE:-1}
 PORT_BASE=${BENCH_PORT_BASE:-27100}
 IDLE_MAX=${BENCH_IDLE_MAX:-15}
-IDLE_WAIT=${BENCH_IDLE_WAIT:-90}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-30}
+RETRY_BUDGET=${BENCH_RETRY_BUDGET:-240}
 SYN_KEEPALIVE=${BENCH_SYN_KEEPALIVE:-1024}
 FLOOR_1K=${BENCH_FLOOR_1K_US:-12}
 OUT=${BENCH_OUT:-build/bench-proxy}
+SYN_CMD=${BENCH_SYN_CMD:-.venv/bin/synapserve}
 
 BACKEND_PORT=$PORT_BASE
 SYN_PORT=$((PORT_BASE + 1))
@@ -161,7 +168,7 @@ TSV=$ROOT/$OUT/results.tsv
 SYSC=$ROOT/$OUT/syscalls.tsv
 NOTES=$ROOT/$OUT/notes.txt
 : >"$NOTES"
-printf 'scenario\tproxy\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\tup_new_timed\tup_new_warm\terrors\tothers_pct\tsteal_pct\tbytes_per_req\textra\n' >"$TSV"
+printf 'scenario\tproxy\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\tup_new_timed\tup_new_warm\terrors\tothers_pct\tsteal_pct\tbytes_per_req\twrk_us\tbackend_us\textra\n' >"$TSV"
 printf 'proxy\trequests\tsyscalls\tper_request\ttop\n' >"$SYSC"
 
 PIDS=()
@@ -318,10 +325,12 @@ EOF
 nginx_conf() { # scenario dir
 	local extra=""
 	mkdir -p "$2/tmp"
-	# 1 MiB: buffered (the default) but with buffers for a whole response and
-	# no temp files, the fastest of the variants tried (see docs).
+	# 1 MiB: unbuffered relay through one 256 KiB buffer, the cheapest of the
+	# variants tried: the default (buffered, 8 x 4 KiB, spills to temp files)
+	# costs about 4x the CPU; buffered with 32 x 64 KiB and no temp files
+	# about 1.2x.  (proxy_buffers only to pass nginx's size checks.)
 	case $1 in
-	1m-*) extra="proxy_buffer_size 16k; proxy_buffers 64 16k; proxy_busy_buffers_size 256k; proxy_max_temp_file_size 0;" ;;
+	1m-*) extra=${BENCH_NGINX_1M:-"proxy_buffering off; proxy_buffer_size 256k; proxy_buffers 4 256k; proxy_busy_buffers_size 512k;"} ;;
 	esac
 	cat >"$2/nginx.conf" <<EOF
 user root;
@@ -364,7 +373,8 @@ haproxy_conf() { # scenario dir
 	mkdir -p "$2"
 	case $1 in
 	1m-*)
-		glob="    tune.pipesize 262144"
+		# 1 MiB pipes: a little cheaper than 256 KiB or the default 64 KiB
+		glob="    ${BENCH_HAPROXY_1M_GLOBAL:-tune.pipesize 1048576}"
 		opts="    option splice-request
     option splice-response"
 		;;
@@ -373,6 +383,10 @@ haproxy_conf() { # scenario dir
 global
     nbthread 1
     maxconn 4000
+    # keep an idle server connection per client connection (the defaults,
+    # 20% / 25% of the fds, close them above about 800 client connections)
+    tune.pool-low-fd-ratio 90
+    tune.pool-high-fd-ratio 95
 $glob
 
 defaults
@@ -401,7 +415,8 @@ start_proxy() {
 	synapserve)
 		syn_conf "$2" "$d/conf"
 		cp "$d/conf/bench.toml" "$RUNS/$2-synapserve.toml"
-		taskset -c "$PROXY_CPU" .venv/bin/synapserve run --config-dir "$d/conf" >"$d/stderr" 2>&1 &
+		# shellcheck disable=SC2086 # SYN_CMD is a command line
+		taskset -c "$PROXY_CPU" $SYN_CMD run --config-dir "$d/conf" >"$d/stderr" 2>&1 &
 		PROXY_PID=$!
 		PROXY_URL=http://127.0.0.1:$SYN_PORT
 		;;
@@ -439,6 +454,7 @@ stop_proxy() {
 	if ! kill -0 "$PROXY_PID" 2>/dev/null; then
 		wait "$PROXY_PID" 2>/dev/null || rc=$?
 		STOP_NOTE="exited by itself, status $rc"
+		[ "$rc" -gt 128 ] && STOP_NOTE="$STOP_NOTE (SIG$(kill -l $((rc - 128)) 2>/dev/null || echo ?))"
 		forget_pid "$PROXY_PID"
 		return
 	fi
@@ -508,7 +524,7 @@ crash_report() { # scenario proxy dir phase
 
 # ---- one measured run ---------------------------------------------------------
 
-run_one() { # scenario proxy
+measure_once() { # scenario proxy: one row into $ROW
 	local sc=$1 px=$2 size=${1%%-*} conns=${1##*-}
 	local d="$T/$sc-$px" url status=ok extra="" others
 	local acc0 acc1 acc2 u1 s1 u2 s2 m1 st1 m2 st2 bk1 bk2 w1 w2 wu ws hwm ops1="" ops2=""
@@ -522,7 +538,7 @@ run_one() { # scenario proxy
 		cp "$d/stderr" "$RUNS/$sc-$px.stderr" 2>/dev/null || true
 		STOP_NOTE="did not start: $STOP_NOTE"
 		crash_report "$sc" "$px" "$d" start
-		printf '%s\t%s\tno start\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t%s\t0\t0\t-\n' "$sc" "$px" "$others" >>"$TSV"
+		printf '%s\t%s\tno start\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t%s\t0\t0\t0\t0\t-\n' "$sc" "$px" "$others" >>"$ROW"
 		return
 	fi
 	url="$PROXY_URL/$size"
@@ -534,8 +550,8 @@ run_one() { # scenario proxy
 		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
 		crash_report "$sc" "$px" "$d" warmup
 		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-warmup.out")
-		printf '%s\t%s\tcrashed (warm-up)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t%s\t0\t0\t-\n' \
-			"$sc" "$px" "$rps" "$p50" "$p99" "$err" "$others" >>"$TSV"
+		printf '%s\t%s\tcrashed (warm-up)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t%s\t0\t0\t0\t0\t-\n' \
+			"$sc" "$px" "$rps" "$p50" "$p99" "$err" "$others" >>"$ROW"
 		return
 	fi
 	acc1=$(backend_accepts)
@@ -555,8 +571,8 @@ run_one() { # scenario proxy
 		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
 		crash_report "$sc" "$px" "$d" timed
 		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
-		printf '%s\t%s\tcrashed (timed run)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t-\t-\t0\t-\n' \
-			"$sc" "$px" "$rps" "$p50" "$p99" "$err" >>"$TSV"
+		printf '%s\t%s\tcrashed (timed run)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t-\t-\t0\t0\t0\t-\n' \
+			"$sc" "$px" "$rps" "$p50" "$p99" "$err" >>"$ROW"
 		return
 	fi
 	read -r u2 s2 < <(proc_ticks "${MEASURE_PIDS[@]}")
@@ -592,11 +608,42 @@ run_one() { # scenario proxy
 		us = du * 1e6 / hz / n; ss = ds * 1e6 / hz / n
 		ours = du + ds + bk + (wu + ws) * hz
 		oth = (busy - ours) * 100 / hz / wall; if (oth < 0) oth = 0
-		printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%s\n",
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\n",
 			sc, px, st, rps, p50, p99, us, ss, us + ss, hwm, nt, nw, err, oth,
-			steal * 100 / hz / wall, by / n, (extra ? extra : "-")
-	}' >>"$TSV"
-	tail -n 1 "$TSV" | awk -F'\t' '{ printf "bench_proxy:   %s %s: %s req/s, p50 %s ms, p99 %s ms, CPU %s+%s us/req, VmHWM %s KiB, new upstream %s, errors %s, others %s%%\n", $1, $2, $4, $5, $6, $7, $8, $10, $11, $13, $14 }' >&2
+			steal * 100 / hz / wall, by / n, (wu + ws) * 1e6 / n, bk * 1e6 / hz / n, (extra ? extra : "-")
+	}' >>"$ROW"
+	tail -n 1 "$ROW" | awk -F'\t' '{ printf "bench_proxy:   %s %s: %s req/s, p50 %s ms, p99 %s ms, CPU %s+%s us/req, VmHWM %s KiB, new upstream %s, errors %s, others %s%%\n", $1, $2, $4, $5, $6, $7, $8, $10, $11, $13, $14 }' >&2
+}
+
+# run_one scenario proxy: measure_once, and once more when other processes
+# were busy during the run (while the time budget allows); the quieter row
+# goes into the table.
+run_one() {
+	local a oth st best="" best_oth=1000000
+	for a in 1 2; do
+		ROW="$T/row.$1.$2.$a"
+		: >"$ROW"
+		measure_once "$1" "$2"
+		[ -s "$ROW" ] || continue
+		IFS=$'\t' read -r _ _ st _ _ _ _ _ _ _ _ _ _ oth _ <"$ROW"
+		case $oth in '' | *[!0-9]*) oth=0 ;; esac
+		if [ -z "$best" ] || [ "$oth" -lt "$best_oth" ]; then
+			best=$ROW
+			best_oth=$oth
+		fi
+		case $st in ok | errors) ;; *) break ;; esac
+		[ "$oth" -gt "$IDLE_MAX" ] || break
+		[ $(($(date +%s) - START_TIME)) -lt "$RETRY_BUDGET" ] || break
+		[ "$a" = 2 ] && break
+		log "$1 $2: other processes used ${oth}% of a CPU during the run; once more"
+		echo "$1 $2: other processes used ${oth}% of a CPU during the first run; run again, the quieter kept" >>"$NOTES"
+	done
+	[ -n "$best" ] && cat "$best" >>"$TSV"
+	if [ "$2" = synapserve ] && [ "$SYN_CMD" = .venv/bin/synapserve ]; then
+		local sum
+		sum=$(so_sum)
+		[ "$sum" = "$SO_SUM" ] || echo "$1 synapserve: the native module changed during the bench (rebuilt by someone else): $SO_SUM -> $sum" >>"$NOTES"
+	fi
 }
 
 # ---- syscalls per request (strace -c), 1 KiB at 256 connections -------------
@@ -636,6 +683,8 @@ strace_one() { # proxy
 
 # ---- the run -------------------------------------------------------------------
 
+so_sum() { cat appliance/synapserve/_native*.so 2>/dev/null | sha256sum | cut -c1-12; }
+SO_SUM=$(so_sum)
 UPTIME_START=$(uptime)
 log "start: $UPTIME_START"
 for sc in $SCENARIOS; do
@@ -656,11 +705,12 @@ ELAPSED=$(($(date +%s) - START_TIME))
 
 export BENCH_REPORT_TSV=$TSV BENCH_REPORT_SYSC=$SYSC BENCH_REPORT_NOTES=$NOTES
 export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1K IDLE_MAX DURATION WARMUP PROXY_CPU LOAD_CPU ELAPSED
-export UPTIME_START UPTIME_END SYN_KEEPALIVE
+export UPTIME_START UPTIME_END SYN_KEEPALIVE SYN_CMD
 export VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //')"
 export VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }')"
 export VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
-VER_SYN=$(.venv/bin/synapserve version 2>/dev/null || true)
+# shellcheck disable=SC2086
+VER_SYN=$($SYN_CMD version 2>/dev/null || true)
 export VER_SYN="${VER_SYN%%$'\n'*}"
 export GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
 export KERNEL="$(uname -r)" CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" NCPU="$(nproc)"
