@@ -34,7 +34,7 @@ DEB_BUILD := build-essential pkg-config python3-dev python3-venv liburing-dev li
 DEB_TEST  := clang libclang-rt-14-dev clang-format curl
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
-.PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke \
+.PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
         fuzz pytest test run bench bench-parser fmt lint clean
 
 all: native
@@ -109,12 +109,31 @@ fuzz-smoke: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 fuzz: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	$(call run_fuzzers,$(FUZZ_TIME))
 
+# ---- the engine under AddressSanitizer + UBSan ---------------------------------
+
+# A second virtual environment with the cffi module built with sanitizers,
+# and the integration suite run against it (python needs libasan preloaded).
+ASAN_VENV := .venv-asan
+ASAN_RUN  := LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+             UBSAN_OPTIONS=print_stacktrace=1
+
+$(STAMP)/asan-native: $(SRCS) $(HDRS) appliance/synapserve/*.py pyproject.toml setup.py | $(STAMP)/deps-build
+	@mkdir -p $(STAMP)
+	test -x $(ASAN_VENV)/bin/python || $(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --upgrade pip setuptools wheel cffi pytest
+	rm -rf $(BUILD)/lib.* $(BUILD)/temp.* $(BUILD)/bdist.*
+	SYN_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip --disable-pip-version-check -q install --force-reinstall --no-build-isolation .
+	@touch $@
+
+test-asan: $(STAMP)/asan-native
+	$(ASAN_RUN) $(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration
+
 # ---- the two README commands -------------------------------------------------
 
 pytest: native
 	$(PY) -m pytest -q tests
 
-test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest
+test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest test-asan
 
 run: native
 	bash scripts/run-demo.sh
@@ -142,4 +161,4 @@ lint: venv $(STAMP)/deps-test
 	$(VENV)/bin/ruff format --check $(PY_SRC)
 
 clean:
-	rm -rf $(BUILD) $(STAMP) appliance/synapserve/_native*.so appliance/synapserve/_native.c
+	rm -rf $(BUILD) $(STAMP) $(ASAN_VENV) appliance/synapserve/_native*.so appliance/synapserve/_native.c

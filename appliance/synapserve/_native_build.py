@@ -6,6 +6,7 @@ compiles every C source under native/src into the extension module.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,11 @@ NATIVE = ROOT / "native"
 ABI_HEADER = NATIVE / "include" / "syn_abi.h"
 
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+# SYN_SANITIZE=1 builds the engine with AddressSanitizer and UBSan, for
+# running the integration tests against it (python needs libasan preloaded).
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+if os.environ.get("SYN_SANITIZE") == "1":
+    CFLAGS = [f for f in CFLAGS if f != "-O2"] + ["-O1"] + SANITIZE
 # cffi's generated wrapper is not ours to keep -Wextra clean.
 WRAPPER_RELAX = ["-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
@@ -52,6 +58,7 @@ ffibuilder.set_source(
     include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
     extra_compile_args=CFLAGS + WRAPPER_RELAX,
     libraries=["uring", "pthread"],
+    extra_link_args=SANITIZE if os.environ.get("SYN_SANITIZE") == "1" else [],
 )
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ struct syn_conn {
 	uint8_t recving;
 	uint8_t sending;
 	uint8_t eof;
+	uint8_t nobufs; /* receives refused for want of a buffer, in a row */
 
 	/* send: what is going out now */
 	char *tx;        /* owned slab (head, error), or NULL */
@@ -268,7 +269,7 @@ struct syn_worker {
 	uint32_t thead[TL__COUNT], ttail[TL__COUNT];
 
 	char **tx_free; /* free tx slabs (a stack) */
-	uint32_t tx_nfree, tx_cap;
+	uint32_t tx_nfree, tx_cap, tx_total;
 
 	struct syn_pool pools[SYN_MAX_SERVERS];
 	struct syn_accept accepts[256];

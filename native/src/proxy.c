@@ -47,7 +47,8 @@ static char *tx_get(struct syn_worker *w)
 			return NULL;
 		w->stats->heap_allocs++;
 		/* slabs are SYN_TX_SIZE apart: heads use TX_SIZE of each */
-		if (w->tx_cap < w->tx_nfree + SYN_BUF_CHUNK) {
+		/* the free stack must hold every slab ever made, all returned */
+		if (w->tx_cap < w->tx_total + SYN_BUF_CHUNK) {
 			char **grown = realloc(w->tx_free,
 					       (w->tx_cap + SYN_BUF_CHUNK) * sizeof(*w->tx_free));
 
@@ -60,6 +61,7 @@ static char *tx_get(struct syn_worker *w)
 		}
 		for (i = 0; i < SYN_BUF_CHUNK; i++)
 			w->tx_free[w->tx_nfree++] = chunk + (size_t)i * SYN_TX_SIZE;
+		w->tx_total += SYN_BUF_CHUNK;
 	}
 	return w->tx_free[--w->tx_nfree];
 }
@@ -1671,9 +1673,22 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 		return;
 	}
 	if (res == -ENOBUFS) {
-		w->io->recv(w, c); /* the pool grows on the way */
+		/* the pool grows on the way; at its cap, shed this connection
+		 * rather than spin */
+		if (++c->nobufs > 16) {
+			struct syn_conn *p2 = peer_of(w, c);
+
+			if (p2) {
+				unpair(w, c);
+				conn_close(w, p2);
+			}
+			conn_close(w, c);
+			return;
+		}
+		w->io->recv(w, c);
 		return;
 	}
+	c->nobufs = 0;
 	if (res <= 0) {
 		if (bid >= 0)
 			w->io->buf_release(w, bid);

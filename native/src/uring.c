@@ -146,6 +146,8 @@ static void ur_recv(struct syn_worker *w, struct syn_conn *c)
 		c->rx_cap = SYN_BUF_SIZE;
 		c->rx_start = c->rx_end = 0;
 	}
+	/* an idle connection takes a buffer only when data comes: the pool
+	 * grows when few are left in the ring, or on -ENOBUFS */
 	if (c->rx_bid < 0 && s->avail < SYN_BUF_CHUNK / 4)
 		ur_grow(w);
 	sqe = ur_sqe(w);
@@ -155,7 +157,6 @@ static void ur_recv(struct syn_worker *w, struct syn_conn *c)
 		io_uring_prep_recv(sqe, c->fd, NULL, SYN_BUF_SIZE, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = UR_BGID;
-		s->avail--; /* one will be taken when data arrives */
 	}
 	io_uring_sqe_set_data64(sqe, ur_data(OP_RECV, c->gen, conn_index(w, c)));
 	c->pending++;
@@ -315,10 +316,10 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	switch (op) {
 	case OP_RECV:
 		c->recving = 0;
-		if (cqe->flags & IORING_CQE_F_BUFFER)
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
 			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-		else if (c->rx_bid < 0 && ur(w)->has_buf_ring)
-			ur(w)->avail++; /* no data, no buffer taken */
+			ur(w)->avail--;
+		}
 		proxy_on_recv(w, c, cqe->res, bid);
 		break;
 	case OP_SEND:

@@ -33,9 +33,10 @@
 # BENCH_PROXIES ("synapserve nginx haproxy"), BENCH_STRACE (1; 0 skips the
 # syscall counts), BENCH_PORT_BASE (27100; uses 5 ports from there),
 # BENCH_IDLE_MAX (15: % of one CPU used by other processes above which a run
-# waits, and is marked), BENCH_IDLE_WAIT (30 s), BENCH_RETRY_BUDGET (240 s:
-# a run during which others were busy is repeated once while the bench has
-# run for less than this), BENCH_SYN_KEEPALIVE (1024),
+# waits, and is marked), BENCH_IDLE_WAIT (20 s at most per run),
+# BENCH_WAIT_BUDGET (270 s: no more waiting after the bench has run this
+# long), BENCH_RETRY_BUDGET (200 s: a run during which others were busy is
+# repeated once while the bench has run for less than this), BENCH_SYN_KEEPALIVE (1024),
 # BENCH_FLOOR_1K_US (12: CPU us per 1 KiB request of a minimal io_uring
 # relay), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT,
 # BENCH_SYN_CMD (.venv/bin/synapserve: the command that runs synapserve);
@@ -60,8 +61,9 @@ PROXIES=${BENCH_PROXIES:-"synapserve nginx haproxy"}
 STRACE=${BENCH_STRACE:-1}
 PORT_BASE=${BENCH_PORT_BASE:-27100}
 IDLE_MAX=${BENCH_IDLE_MAX:-15}
-IDLE_WAIT=${BENCH_IDLE_WAIT:-30}
-RETRY_BUDGET=${BENCH_RETRY_BUDGET:-240}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-20}
+RETRY_BUDGET=${BENCH_RETRY_BUDGET:-200}
+WAIT_BUDGET=${BENCH_WAIT_BUDGET:-270}
 SYN_KEEPALIVE=${BENCH_SYN_KEEPALIVE:-1024}
 FLOOR_1K=${BENCH_FLOOR_1K_US:-12}
 OUT=${BENCH_OUT:-build/bench-proxy}
@@ -216,7 +218,8 @@ wait_quiet() {
 		read -r bk1 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
 		pct=$(awk -v d=$((b1 - b0 - (bk1 - bk0))) -v hz="$HZ" 'BEGIN { p = d * 100 / hz; if (p < 0) p = 0; printf "%.0f", p }')
 		waited=$((waited + 1))
-		if [ "$pct" -le "$IDLE_MAX" ] || [ "$waited" -ge "$IDLE_WAIT" ]; then
+		if [ "$pct" -le "$IDLE_MAX" ] || [ "$waited" -ge "$IDLE_WAIT" ] ||
+			[ $(($(date +%s) - START_TIME)) -ge "$WAIT_BUDGET" ]; then
 			[ "$waited" -gt 1 ] && log "waited ${waited}s for a quiet machine (others: ${pct}% of a CPU)"
 			echo "$pct"
 			return
@@ -411,6 +414,7 @@ EOF
 # process whose VmHWM is the proxy's peak), PROXY_URL
 start_proxy() {
 	local d=$3
+	PROXY_DIR=$d
 	case $1 in
 	synapserve)
 		syn_conf "$2" "$d/conf"
@@ -454,6 +458,9 @@ stop_proxy() {
 	if ! kill -0 "$PROXY_PID" 2>/dev/null; then
 		wait "$PROXY_PID" 2>/dev/null || rc=$?
 		STOP_NOTE="exited by itself, status $rc"
+		if grep -q "stopping (signal)" "$PROXY_DIR/stderr" 2>/dev/null; then
+			STOP_NOTE="$STOP_NOTE: it was sent a stop signal, not by this script (another job's cleanup?)"
+		fi
 		[ "$rc" -gt 128 ] && STOP_NOTE="$STOP_NOTE (SIG$(kill -l $((rc - 128)) 2>/dev/null || echo ?))"
 		forget_pid "$PROXY_PID"
 		return
