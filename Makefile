@@ -35,7 +35,7 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser fmt lint clean
+        fuzz pytest test run bench bench-parser bench-proxy fmt lint clean
 
 all: native
 
@@ -140,10 +140,13 @@ run: native
 
 # ---- benchmarks -------------------------------------------------------------
 
-bench: bench-parser
+bench: bench-parser bench-proxy
 
 bench-parser: deps deps-bench
 	bash native/bench/bench_parser.sh
+
+bench-proxy: native
+	bash native/bench/proxy/bench_proxy.sh
 
 # ---- style ------------------------------------------------------------------
 
