@@ -97,6 +97,9 @@ class Supervisor:
         self.plan: plan_mod.Plan | None = None
         self.slots = plan_mod.SlotState()
         self.sockets: dict[str, socket.socket] = {}
+        # listeners a reload removed: the workers may still hold them until the
+        # old plan is freed, so they are closed then, or taken back if re-added
+        self.retired: dict[str, socket.socket] = {}
         self.engine: Engine | None = None
         self.generation = 0
         self.loaded_at = 0.0
@@ -156,7 +159,11 @@ class Supervisor:
             for lst in cfg.listeners.values():
                 for a in lst.binds:
                     key = str(a)
-                    if key not in self.sockets and key not in opened:
+                    if key in self.sockets or key in opened:
+                        continue
+                    if key in self.retired:
+                        opened[key] = self.retired.pop(key)
+                    else:
                         opened[key] = open_listener(a)
         except OSError as e:
             for s in opened.values():
@@ -194,7 +201,7 @@ class Supervisor:
         self.loaded_at = time.time()
         wanted = {str(a) for lst in cfg.listeners.values() for a in lst.binds}
         for key in [k for k in self.sockets if k not in wanted]:
-            self.sockets.pop(key).close()
+            self.retired[key] = self.sockets.pop(key)
         self.health.configure(cfg, plan)
 
     # ---- the loop -----------------------------------------------------------
@@ -215,7 +222,7 @@ class Supervisor:
             try:
                 name, source = self.events.get(timeout=1.0)
             except queue.Empty:
-                self.engine.gc()
+                self._collect()
                 continue
             if name == "reload":
                 # a burst of file events is one reload: wait for quiet
@@ -225,6 +232,14 @@ class Supervisor:
             else:
                 getattr(self, f"handle_{name}")(source)
         return 0
+
+    def _collect(self) -> None:
+        """Free old plans; once none is left, removed listeners are closed for good."""
+        if self.engine.gc() == 0 and self.retired:
+            with self.lock:
+                for s in self.retired.values():
+                    s.close()
+                self.retired.clear()
 
     def _debounce(self, quiet: float = 0.15) -> None:
         while True:
@@ -272,11 +287,11 @@ class Supervisor:
             changes = self._apply(cfg)
         except OSError as e:
             for key in opened:
-                self.sockets.pop(key).close()
+                self.retired[key] = self.sockets.pop(key)  # closed at the next gc
             return ReloadResult(False, self.generation, errors=[f"access log: {e}"])
         except (EngineError, plan_mod.SlotError) as e:
             for key in opened:
-                self.sockets.pop(key).close()
+                self.retired[key] = self.sockets.pop(key)
             return ReloadResult(False, self.generation, errors=[str(e)])
         return ReloadResult(True, self.generation, changes)
 
@@ -308,7 +323,7 @@ class Supervisor:
             self.engine.stop(GRACE_MS)
         if self.admin:
             self.admin.stop()
-        for s in self.sockets.values():
+        for s in [*self.sockets.values(), *self.retired.values()]:
             s.close()
         if self.engine:
             self.engine.close()
