@@ -23,8 +23,8 @@
 #define SYN_BUF_CHUNK   64    /* buffers added to a worker's pool at a time */
 #define SYN_BUF_MAX     4096  /* buffers per worker, at most (the ring size) */
 #define SYN_NONE        UINT32_MAX
-#define SYN_PIPES       1024 /* per worker; past it bodies are copied */
-#define SYN_PIPE_SIZE   (256 * 1024)
+#define SYN_PIPES       1024          /* per worker; past it bodies are copied */
+#define SYN_PIPE_SIZE   (1024 * 1024) /* the default pipe-max-size */
 #define SYN_TX_SIZE     SYN_BUF_SIZE
 #define SYN_BIG_HEAD    65536 /* big buffers: a head up to the 64 KiB ceiling */
 #define SYN_BIG_SIZE    (SYN_BIG_HEAD + 1024)
@@ -184,6 +184,7 @@ struct syn_conn {
 	uint32_t body_held; /* client: the whole body came with the head: its length, kept
 	                         * in rx until the response starts so a retry can resend it */
 	uint8_t body_held_sent;
+	uint8_t body_in_tx;    /* client: the whole body follows the head in tx */
 	uint8_t fresh_only;    /* client: the next attempt must not reuse a pooled connection */
 	uint8_t stale_retried; /* client: the one retry for a stale pooled connection is spent */
 	uint32_t listener_bit;
@@ -201,6 +202,9 @@ struct syn_conn {
 	uint64_t body_seen;            /* chunked data bytes so far */
 	uint64_t body_limit;           /* client: [limits] body_bytes; 0 for none */
 	uint8_t decode;                /* upstream: chunked body decoded for an HTTP/1.0 client */
+	uint8_t orphan;                /* upstream: its client left; read to the end, then pool */
+	uint32_t pool_max;             /* upstream: its upstream's keepalive */
+	uint32_t idle_ms;              /* upstream: how long it may idle in the pool */
 	uint8_t alog_captured;         /* client: the access log's strings are in tx */
 };
 
@@ -263,6 +267,7 @@ struct syn_worker {
 	struct syn_conn *conns;
 	uint32_t nconns;
 	uint32_t free_head;
+	uint32_t conn_hwm; /* slots past it were never used: untouched memory */
 	uint32_t nclients;
 	uint32_t max_clients;
 

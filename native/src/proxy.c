@@ -262,10 +262,14 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	struct syn_conn *c;
 	uint32_t gen;
 
-	if (w->free_head == SYN_NONE)
+	if (w->free_head != SYN_NONE) {
+		c = conn_at(w, w->free_head);
+		w->free_head = c->next;
+	} else if (w->conn_hwm < w->nconns) {
+		c = conn_at(w, w->conn_hwm++); /* first use of this slot */
+	} else {
 		return NULL;
-	c = conn_at(w, w->free_head);
-	w->free_head = c->next;
+	}
 	gen = c->gen + 1;
 	memset(c, 0, offsetof(struct syn_conn, ck));
 	c->gen = gen;
@@ -906,6 +910,7 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	 * starts, so that the request can be sent again on a retry */
 	c->body_held = 0;
 	c->body_held_sent = 0;
+	c->body_in_tx = 0;
 	c->fresh_only = c->stale_retried = 0;
 	if (c->body_mode != BODY_NONE) {
 		struct syn_h1_chunked saved = c->ck;
@@ -918,8 +923,16 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 		}
 		if (k > 0 &&
 		    (body_done(c) || (c->body_mode == BODY_LENGTH && (uint64_t)k == remaining))) {
-			c->body_held = (uint32_t)k;
 			c->remaining = 0;
+			if (c->head_len + (uint32_t)k <= c->tx_cap) {
+				/* a small body goes in the same send as the head */
+				memcpy(c->tx + c->head_len, rx_data(w, c), (size_t)k);
+				c->head_len += (uint32_t)k;
+				c->body_in_tx = 1;
+				rx_consume(w, c, (uint32_t)k);
+			} else {
+				c->body_held = (uint32_t)k;
+			}
 		} else {
 			c->ck = saved; /* streamed: decoded as it is sent */
 		}
@@ -1077,6 +1090,9 @@ static void upstream_begin(struct syn_worker *w, struct syn_conn *c)
 		u->upstream = c->upstream;
 		u->server = srv;
 		u->srv_slot = slot;
+		u->pool_max = up->cfg.keepalive;
+		u->idle_ms = c->plan->limits.keepalive_timeout_ms;
+		u->head_req = c->head_req;
 		u->up_start_us = w->now_us;
 		timer_del(w, u);
 		upstream_send_head(w, u);
@@ -1096,6 +1112,9 @@ static void upstream_begin(struct syn_worker *w, struct syn_conn *c)
 	u->upstream = c->upstream;
 	u->server = srv;
 	u->srv_slot = slot;
+	u->pool_max = up->cfg.keepalive;
+	u->idle_ms = c->plan->limits.keepalive_timeout_ms;
+	u->head_req = c->head_req;
 	u->state = CS_CONNECTING;
 	u->up_start_us = w->now_us;
 	timer_set(w, u, TL_UPSTREAM, up->cfg.connect_timeout_ms);
@@ -1121,7 +1140,7 @@ void proxy_on_connect(struct syn_worker *w, struct syn_conn *u, int res)
 /* Do we still hold the whole request, to send it again? */
 static int request_resendable(const struct syn_conn *c)
 {
-	return c->body_mode == BODY_NONE || c->body_held;
+	return c->body_mode == BODY_NONE || c->body_held || c->body_in_tx;
 }
 
 /* A request that cannot go on with server u: count the failure, then retry
@@ -1242,6 +1261,108 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 }
 
 /* The response on u is complete: recycle or close u, finish the request. */
+static void orphan_drain(struct syn_worker *w, struct syn_conn *u);
+
+/* Back to the pool of its server, when there is room, or closed. */
+static void pool_put(struct syn_worker *w, struct syn_conn *u)
+{
+	struct syn_pool *pl = &w->pools[u->srv_slot];
+
+	if (pl->count >= u->pool_max || rx_len(u) || w->stopping || u->pipe_bytes) {
+		conn_close(w, u);
+		return;
+	}
+	u->state = CS_IDLE;
+	u->reused = 0;
+	u->orphan = 0;
+	u->next = pl->head;
+	pl->head = conn_index(w, u);
+	pl->count++;
+	timer_set(w, u, TL_KEEPALIVE, u->idle_ms);
+	if (!u->recving)
+		w->io->recv(w, u); /* notices when the server closes it */
+}
+
+/* The client of u left while u's response was on its way: rather than
+ * close a connection the server keeps alive, read the rest of a modest
+ * response into the void and pool it (wrk's end, a browser's stop, ...). */
+static void upstream_orphan(struct syn_worker *w, struct syn_conn *u)
+{
+	int small = u->state == CS_RESP_HEAD ||
+		    (u->state == CS_RESP_BODY && !u->pipe_bytes && u->pipe < 0 &&
+		     ((u->body_mode == BODY_LENGTH && u->remaining <= 256 * 1024) ||
+		      u->body_mode == BODY_CHUNKED || u->body_mode == BODY_NONE));
+
+	unpair(w, u);
+	if (!small || u->sending || (u->state == CS_RESP_BODY && !u->keepalive)) {
+		conn_close(w, u);
+		return;
+	}
+	u->orphan = 1;
+	u->decode = 0;
+	orphan_drain(w, u);
+}
+
+/* An orphan's bytes: its response head, then its body, dropped. */
+static void orphan_drain(struct syn_worker *w, struct syn_conn *u)
+{
+	if (u->state == CS_RESP_HEAD) {
+		struct syn_h1_response resp;
+		int rc = rx_len(u) ? syn_h1_parse_response(rx_data(w, u), rx_len(u), &resp)
+				   : SYN_PARSE_AGAIN;
+
+		if (rc == SYN_PARSE_AGAIN) {
+			if (rx_room(w, u)) {
+				conn_close(w, u);
+				return;
+			}
+			if (!u->recving)
+				w->io->recv(w, u);
+			return;
+		}
+		if (rc < 0 || !(resp.h.flags & SYN_H1_F_KEEPALIVE) ||
+		    (resp.h.flags & SYN_H1_F_CLOSE_BODY) || resp.status < 200) {
+			conn_close(w, u);
+			return;
+		}
+		rx_consume(w, u, (uint32_t)rc);
+		u->state = CS_RESP_BODY;
+		u->keepalive = 1;
+		u->remaining = 0;
+		if (u->head_req || (resp.h.flags & SYN_H1_F_NO_BODY)) {
+			u->body_mode = BODY_NONE;
+		} else if (resp.h.flags & SYN_H1_F_CHUNKED) {
+			u->body_mode = BODY_CHUNKED;
+			u->body_limit = 0;
+			syn_h1_chunked_init(&u->ck);
+		} else {
+			u->body_mode = BODY_LENGTH;
+			u->remaining = resp.h.content_length;
+		}
+	}
+	if (rx_len(u)) {
+		long k = body_take(u, rx_data(w, u), rx_len(u));
+
+		if (k < 0) {
+			conn_close(w, u);
+			return;
+		}
+		if (u->body_mode == BODY_LENGTH)
+			u->remaining -= (uint64_t)k;
+		rx_consume(w, u, (uint32_t)k);
+	}
+	if (body_done(u) || u->body_mode == BODY_NONE) {
+		pool_put(w, u);
+		return;
+	}
+	if (u->remaining > 256 * 1024) {
+		conn_close(w, u);
+		return;
+	}
+	if (!u->recving)
+		w->io->recv(w, u);
+}
+
 static void exchange_done(struct syn_worker *w, struct syn_conn *c, struct syn_conn *u,
 			  int upstream_reusable)
 {
@@ -1257,18 +1378,11 @@ static void exchange_done(struct syn_worker *w, struct syn_conn *c, struct syn_c
 			  &w->stats->upstream_hist_count[up->cfg.slot],
 			  &w->stats->upstream_hist_sum_us[up->cfg.slot], lat);
 	unpair(w, u);
-	if (upstream_reusable && pl->count < up->cfg.keepalive && !rx_len(u) && !w->stopping) {
-		u->state = CS_IDLE;
-		u->reused = 0;
-		u->next = pl->head;
-		pl->head = conn_index(w, u);
-		pl->count++;
-		timer_set(w, u, TL_KEEPALIVE, c->plan->limits.keepalive_timeout_ms);
-		if (!u->recving)
-			w->io->recv(w, u); /* notices when the server closes it */
-	} else {
+	(void)pl;
+	if (upstream_reusable)
+		pool_put(w, u);
+	else
 		conn_close(w, u);
-	}
 }
 
 /* The request on c is answered: count it, then read the next one or close. */
@@ -1390,9 +1504,25 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 		upstream_fail(w, u, FAIL_RESET, 0);
 		return;
 	}
+	c->resp_head_bytes = hl;
+	/* what came of the body with the head goes in the same send, when it
+	 * fits: one operation and one segment for a small response */
+	if (!u->decode && resp.status != 101 && u->body_mode != BODY_NONE && rx_len(u) &&
+	    hl + rx_len(u) <= c->tx_cap) {
+		long k = body_take(u, rx_data(w, u), rx_len(u));
+
+		if (k < 0) {
+			upstream_fail(w, u, FAIL_RESET, 0);
+			return;
+		}
+		if (u->body_mode == BODY_LENGTH)
+			u->remaining -= (uint64_t)k;
+		memcpy(c->tx + hl, rx_data(w, u), (size_t)k);
+		rx_consume(w, u, (uint32_t)k);
+		hl += (uint32_t)k;
+	}
 	u->state = CS_RESP_BODY;
 	c->state = CS_RESPONDING;
-	c->resp_head_bytes = hl;
 	if (resp.status == 101) {
 		c->upgrade_req = 2; /* the tunnel starts once this head is out */
 		u->state = CS_TUNNEL;
@@ -1732,10 +1862,8 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 		}
 		/* client gone */
 		p = peer_of(w, c);
-		if (p) {
-			unpair(w, c);
-			conn_close(w, p);
-		}
+		if (p)
+			upstream_orphan(w, p);
 		conn_close(w, c);
 		return;
 	}
@@ -1758,6 +1886,10 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 	}
 	/* upstream */
 	p = peer_of(w, c);
+	if (!p && c->orphan) {
+		orphan_drain(w, c);
+		return;
+	}
 	if (!p) { /* data on an idle pooled connection: not HTTP we can use */
 		if (c->state == CS_IDLE)
 			pool_remove(w, c, c->srv_slot);
@@ -1784,9 +1916,10 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 			upstream_fail(w, c, FAIL_RESET, 1);
 			return;
 		}
-		if (p) {
-			unpair(w, c);
-			conn_close(w, p);
+		if (p) { /* the client left: what was going out of p's buffer is done with */
+			if (c->out_release_rx)
+				rx_consume(w, p, c->out_len);
+			upstream_orphan(w, p);
 		}
 		conn_close(w, c);
 		return;
@@ -2008,12 +2141,10 @@ int proxy_worker_init(struct syn_worker *w)
 	w->max_clients = w->e->cfg.max_connections;
 	if (syn_alog_init(w))
 		return -ENOMEM;
-	for (i = 0; i < n; i++) {
-		w->conns[i].next = i + 1 < n ? i + 1 : SYN_NONE;
-		w->conns[i].rx_bid = -1;
-		w->conns[i].fd = -1;
-	}
-	w->free_head = 0;
+	/* slots are taken in order from conn_hwm, then from the free list:
+	 * the pages of slots never used are never touched */
+	w->free_head = SYN_NONE;
+	w->conn_hwm = 0;
 	for (i = 0; i < TL__COUNT; i++)
 		w->thead[i] = w->ttail[i] = SYN_NONE;
 	for (i = 0; i < SYN_MAX_SERVERS; i++) {
@@ -2027,7 +2158,7 @@ void proxy_worker_fini(struct syn_worker *w)
 {
 	uint32_t i;
 
-	for (i = 0; w->conns && i < w->nconns; i++)
+	for (i = 0; w->conns && i < w->conn_hwm; i++)
 		if (w->conns[i].kind != CONN_FREE)
 			close(w->conns[i].fd);
 	free(w->conns);
@@ -2045,7 +2176,7 @@ int proxy_idle(struct syn_worker *w)
 {
 	uint32_t i;
 
-	for (i = 0; i < w->nconns; i++) {
+	for (i = 0; i < w->conn_hwm; i++) {
 		const struct syn_conn *c = &w->conns[i];
 
 		if (c->kind == CONN_CLIENT && c->state != CS_IDLE && c->state != CS_CLOSING)
@@ -2059,7 +2190,7 @@ void proxy_close_idle(struct syn_worker *w)
 {
 	uint32_t i;
 
-	for (i = 0; i < w->nconns; i++) {
+	for (i = 0; i < w->conn_hwm; i++) {
 		struct syn_conn *c = &w->conns[i];
 
 		if (c->kind != CONN_FREE && c->state == CS_IDLE && !c->closing) {

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import socket
+import time
 
-from harness import wait_for
+from harness import LOCALHOST, wait_for
 
 
 def test_three_hundred_requests_in_flight_on_one_worker(synapserve, backends):
@@ -57,3 +59,19 @@ def test_concurrent_large_bodies_each_arrive_whole(synapserve, backends):
         lambda: proxy.metric("synapserve_io_uring_ops_total", op="splice") > 0,
         what="the large bodies to have gone by splice",
     )
+
+
+def test_a_client_that_leaves_mid_request_does_not_cost_the_pooled_connection(synapserve, backends):
+    (a,) = backends("a")
+    proxy = synapserve(upstreams={"app": [a]}, server={"workers": 1})
+    assert proxy.get("/").tag == "a"
+    assert a.connections == 1
+    a.delay = 0.3
+    s = socket.create_connection((LOCALHOST, proxy.ports["http"]))
+    s.sendall(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: a.requests == 2, what="the request to reach the backend")
+    s.close()  # gone before the answer: the proxy reads it to the end and keeps the connection
+    time.sleep(0.5)
+    a.delay = 0
+    assert proxy.get("/").tag == "a"
+    assert a.connections == 1
