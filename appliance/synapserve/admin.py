@@ -67,6 +67,8 @@ def status_document(sup) -> dict:
             "workers": engine.workers,
             "heap_allocs": st.heap_allocs,  # by workers since start: flat once warm
             "io_uring_ops": {op: st.io_ops[i] for i, op in enumerate(IO_OPS)},
+            "recv_no_buffer": st.io_ops[6],  # a receive found the buffer ring empty
+            "shed_no_buffer": st.io_ops[7],  # connections closed for it, at the pool's cap
         },
         "reloads": dict(sup.reloads),
         "last_reload_successful": sup.last_reload_ok,
@@ -145,5 +147,6 @@ class AdminServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a loop that must be running
+            self.httpd.shutdown()
         self.httpd.server_close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from synapserve import config as config_mod
 from synapserve import plan as plan_mod
+from synapserve import privileges
 from synapserve.admin import AdminServer
 from synapserve.health import HealthChecker
 from synapserve.native import Engine, EngineError
@@ -111,6 +112,7 @@ class Supervisor:
         self.health: HealthChecker | None = None
         self.watcher: ConfigWatcher | None = None
         self.stopping = False
+        self.identity = ""
 
     # ---- start --------------------------------------------------------------
 
@@ -126,12 +128,21 @@ class Supervisor:
                     else ""
                 )
             ) from None
+        # everything that binds comes first, while we may still be root
         self._open_sockets(cfg)
+        try:
+            self.admin = AdminServer(cfg.admin.bind, self)
+        except OSError as e:
+            msg = f"cannot bind the admin endpoint {cfg.admin.bind}: {e.strerror}"
+            raise StartError(msg) from None
         try:
             self.engine = Engine(cfg.server.worker_count, cfg.server.max_connections)
         except EngineError as e:
             raise StartError(str(e)) from None
         self.health = HealthChecker(self.engine, self._on_health_change)
+        self.watcher = ConfigWatcher(self.config_dir, lambda: self.events.put(("reload", "watch")))
+        # then no more root: no thread has started yet, so all inherit it
+        self.identity = privileges.drop(cfg.server.user)
         try:
             self._apply(cfg)
         except OSError as e:
@@ -139,16 +150,15 @@ class Supervisor:
         except EngineError as e:
             raise StartError(str(e)) from None
         self.engine.start()
-        self.admin = AdminServer(cfg.admin.bind, self)
         self.admin.start()
-        self.watcher = ConfigWatcher(self.config_dir, lambda: self.events.put(("reload", "watch")))
         self.watcher.start()
         self.health.start()
         log.info(
-            "serving: %s; admin on %s; %d worker(s)",
+            "serving: %s; admin on %s; %d worker(s); %s",
             cfg.summary(),
             cfg.admin.bind,
             cfg.server.worker_count,
+            self.identity,
         )
         sd_notify("READY=1")
 

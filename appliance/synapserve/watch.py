@@ -32,5 +32,6 @@ class ConfigWatcher:
         self._observer.start()
 
     def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=2)
+        if self._observer.is_alive():
+            self._observer.stop()
+            self._observer.join(timeout=2)

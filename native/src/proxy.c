@@ -1805,7 +1805,9 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 	if (res == -ENOBUFS) {
 		/* the pool grows on the way; at its cap, shed this connection
 		 * rather than spin */
+		w->stats->io_ops[6]++;
 		if (++c->nobufs > 16) {
+			w->stats->io_ops[7]++;
 			struct syn_conn *p2 = peer_of(w, c);
 
 			if (p2) {

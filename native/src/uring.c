@@ -57,6 +57,7 @@ struct uring_state {
 	uint32_t nchunks;
 	uint8_t has_buf_ring;
 	uint8_t has_multishot_accept;
+	uint32_t nobufs; /* receives refused for want of a buffer since the last growth */
 };
 
 static inline uint64_t ur_data(enum uring_op op, uint32_t gen, uint32_t idx)
@@ -316,6 +317,8 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	switch (op) {
 	case OP_RECV:
 		c->recving = 0;
+		if (cqe->res == -ENOBUFS)
+			ur(w)->nobufs++;
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
 			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			ur(w)->avail--;
@@ -480,6 +483,18 @@ void uring_run(struct syn_worker *w)
 			n++;
 		}
 		io_uring_cq_advance(ring, n);
+		/* the ring ran dry for this many receives: grow it by as many
+		 * before they are submitted again (buffers are returned so fast
+		 * that the free count alone never says so) */
+		while (ur(w)->nobufs) {
+			uint32_t k = ur(w)->nobufs < SYN_BUF_CHUNK ? ur(w)->nobufs : SYN_BUF_CHUNK;
+
+			ur(w)->nobufs -= k;
+			if (ur_grow(w)) {
+				ur(w)->nobufs = 0;
+				break;
+			}
+		}
 
 		rp = atomic_load_explicit(&e->plan, memory_order_acquire);
 		if (rp != w->plan)
