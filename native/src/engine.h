@@ -197,15 +197,22 @@ struct syn_conn {
 	int32_t pipe;                  /* index in w->pipes, or -1 */
 	uint32_t pipe_bytes;           /* in the pipe, not yet sent */
 	uint32_t plan_read_timeout_ms; /* upstream: read_timeout of its upstream */
-	uint64_t bytes_out;            /* client: response bytes sent for this request */
-	uint32_t resp_head_bytes;      /* client: of which the response head */
-	uint64_t body_seen;            /* chunked data bytes so far */
-	uint64_t body_limit;           /* client: [limits] body_bytes; 0 for none */
-	uint8_t decode;                /* upstream: chunked body decoded for an HTTP/1.0 client */
-	uint8_t orphan;                /* upstream: its client left; read to the end, then pool */
-	uint32_t pool_max;             /* upstream: its upstream's keepalive */
-	uint32_t idle_ms;              /* upstream: how long it may idle in the pool */
-	uint8_t alog_captured;         /* client: the access log's strings are in tx */
+	/* the splices in progress on this slot, as source [0] and as
+	 * destination [1] (a tunnel is both at once); the engine's use */
+	struct {
+		int32_t in, out, res;
+		uint32_t len;
+	} spl[2];
+	uint8_t nonblock;         /* O_NONBLOCK set on fd while splicing */
+	uint64_t bytes_out;       /* client: response bytes sent for this request */
+	uint32_t resp_head_bytes; /* client: of which the response head */
+	uint64_t body_seen;       /* chunked data bytes so far */
+	uint64_t body_limit;      /* client: [limits] body_bytes; 0 for none */
+	uint8_t decode;           /* upstream: chunked body decoded for an HTTP/1.0 client */
+	uint8_t orphan;           /* upstream: its client left; read to the end, then pool */
+	uint32_t pool_max;        /* upstream: its upstream's keepalive */
+	uint32_t idle_ms;         /* upstream: how long it may idle in the pool */
+	uint8_t alog_captured;    /* client: the access log's strings are in tx */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -226,9 +233,10 @@ struct syn_io_ops {
 	/* Buffers of the receive pool. */
 	char *(*buf)(struct syn_worker *w, int32_t bid);
 	void (*buf_release)(struct syn_worker *w, int32_t bid);
-	/* Move up to len bytes from fd_in to fd_out in the kernel once
-	 * wait_fd is ready for wait_events (POLLIN / POLLOUT); NULL when the
-	 * engine cannot.  Completion: proxy_on_splice(). */
+	/* Move up to len bytes from fd_in to fd_out in the kernel, once
+	 * wait_fd is ready for wait_events (POLLIN / POLLOUT) if not at once;
+	 * both sockets must be O_NONBLOCK.  NULL when the engine cannot.
+	 * Completion: proxy_on_splice(). */
 	/* Append len bytes at buf to fd (the access log).  Completion:
 	 * syn_alog_written(). */
 	void (*write)(struct syn_worker *w, int fd, const char *buf, uint32_t len);

@@ -282,6 +282,7 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->server = -1;
 	c->pipe = -1;
 	c->pipe_bytes = 0;
+	c->nonblock = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }
@@ -1567,6 +1568,19 @@ static void splice_out(struct syn_worker *w, struct syn_conn *s, struct syn_conn
 	w->io->splice(w, d, w->pipes[s->pipe][0], d->fd, s->pipe_bytes, d->fd, POLLOUT, 2);
 }
 
+/* Splicing wants both sockets non-blocking (the worker must never wait in
+ * splice(2)); the rest of the time they are blocking, as io_uring prefers. */
+static void set_nonblock(struct syn_conn *c, int on)
+{
+	int fl;
+
+	if (c->nonblock == on)
+		return;
+	fl = fcntl(c->fd, F_GETFL);
+	if (fl >= 0 && !fcntl(c->fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK))
+		c->nonblock = (uint8_t)on;
+}
+
 /* Start relaying s's body to its peer by splice; 0, or -1 to copy instead. */
 static int splice_start(struct syn_worker *w, struct syn_conn *s)
 {
@@ -1574,6 +1588,8 @@ static int splice_start(struct syn_worker *w, struct syn_conn *s)
 		return -1;
 	if (s->pipe < 0 && (s->pipe = pipe_get(w)) < 0)
 		return -1;
+	set_nonblock(s, 1);
+	set_nonblock(peer_of(w, s), 1);
 	splice_in(w, s);
 	return 0;
 }
@@ -1627,6 +1643,8 @@ static void tunnel_eof(struct syn_worker *w, struct syn_conn *s, struct syn_conn
 
 static void tunnel_start(struct syn_worker *w, struct syn_conn *c, struct syn_conn *u)
 {
+	set_nonblock(c, 1);
+	set_nonblock(u, 1);
 	c->state = u->state = CS_TUNNEL;
 	c->body_mode = u->body_mode = BODY_TUNNEL;
 	c->eof = u->eof = 0;
@@ -1655,6 +1673,7 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 			c->eof = 1;
 			timer_del(w, c);
 			pipe_release(w, c, 1);
+			set_nonblock(p, 0);
 			relay_body(w, p, c);
 			return;
 		}
@@ -1698,6 +1717,8 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 	}
 	timer_del(w, p);
 	pipe_release(w, p, 1);
+	set_nonblock(p, 0);
+	set_nonblock(c, 0);
 	if (p->kind == CONN_UPSTREAM)
 		relay_body(w, c, p); /* the response body is through */
 	else
@@ -1800,6 +1821,10 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 	if (c->closing) {
 		if (bid >= 0)
 			w->io->buf_release(w, bid);
+		return;
+	}
+	if (res == -EAGAIN) { /* a non-blocking socket had nothing after all */
+		w->io->recv(w, c);
 		return;
 	}
 	if (res == -ENOBUFS) {
@@ -1913,6 +1938,10 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 
 	if (c->closing)
 		return;
+	if (res == -EAGAIN) { /* a non-blocking socket (splicing, tunnels) was full */
+		w->io->send(w, c);
+		return;
+	}
 	if (res < 0) {
 		if (c->kind == CONN_UPSTREAM) {
 			upstream_fail(w, c, FAIL_RESET, 1);
