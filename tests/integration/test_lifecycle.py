@@ -195,6 +195,14 @@ def test_an_invalid_config_is_refused_and_the_running_one_kept(synapserve, backe
     assert proxy.metric("synapserve_config_reloads_total", result="failure") >= 1
     assert proxy.metric("synapserve_config_last_reload_successful") == 0
     assert b.requests == 0
+    # the fix, saved: the watcher applies it
+    proxy.write_config(upstreams={"app": [a, b.server(weight=2)]})
+    wait_for(
+        lambda: proxy.metric("synapserve_config_last_reload_successful") == 1,
+        what="the fixed config to apply",
+    )
+    assert proxy.status()["generation"] > gen
+    assert {proxy.get("/").tag for _ in range(6)} == {"a", "b"}
 
 
 def test_a_removed_server_gets_no_request_once_the_reload_returned(synapserve, backends):
