@@ -8,7 +8,6 @@
  * waits for the log.  When both buffers are full the line is dropped and
  * counted, rather than blocking.
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,23 +83,6 @@ static const char *alog_time(struct syn_worker *w, int iso)
 	return w->alog_time;
 }
 
-static void alog_ip(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)len);
-		else
-			inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)len);
-	} else if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out,
-			  (socklen_t)len);
-	} else {
-		snprintf(out, len, "-");
-	}
-}
-
 /* One line for the request that just ended on c. */
 void syn_alog_request(struct syn_worker *w, struct syn_conn *c)
 {
@@ -125,7 +107,7 @@ void syn_alog_request(struct syn_worker *w, struct syn_conn *c)
 		}
 		syn_alog_flush(w);
 	}
-	alog_ip(&c->peer_addr, ip, sizeof(ip));
+	syn_format_ip(&c->peer_addr, ip, sizeof(ip));
 	dst = w->alog_buf[w->alog_cur] + w->alog_len[w->alog_cur];
 	if (rp->access_log_json)
 		n = snprintf(dst, ALOG_LINE,

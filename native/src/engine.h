@@ -346,6 +346,8 @@ void proxy_on_connect(struct syn_worker *w, struct syn_conn *c, int res);
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c);
 void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int role);
 
+void syn_format_ip(const struct sockaddr_storage *ss, char *out, size_t len);
+
 /* accesslog.c */
 void syn_alog_capture(struct syn_conn *c, const char *buf, const struct syn_h1_request *req);
 void syn_alog_request(struct syn_worker *w, struct syn_conn *c);

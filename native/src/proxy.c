@@ -553,7 +553,8 @@ static int named_in_connection(const char *buf, const struct syn_h1_head *h,
 	return 0;
 }
 
-static void format_client_ip(const struct sockaddr_storage *ss, char *out, size_t len)
+/* The client's address as text (IPv4-mapped IPv6 shown as IPv4). */
+void syn_format_ip(const struct sockaddr_storage *ss, char *out, size_t len)
 {
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
@@ -599,7 +600,7 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 		ob_span(&o, buf, f->value);
 		ob_put(&o, "\r\n", 2);
 	}
-	format_client_ip(&c->peer_addr, ip, sizeof(ip));
+	syn_format_ip(&c->peer_addr, ip, sizeof(ip));
 	ob_str(&o, "X-Forwarded-For: ");
 	for (i = 0; xff && i < h->nheaders; i++) {
 		const struct syn_h1_header *f = &h->headers[i];
