@@ -35,7 +35,7 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser bench-proxy fmt lint clean
+        fuzz pytest test run bench bench-parser bench-proxy fmt lint clean deb test-deb
 
 all: native
 
@@ -128,12 +128,25 @@ $(STAMP)/asan-native: $(SRCS) $(HDRS) appliance/synapserve/*.py pyproject.toml s
 test-asan: $(STAMP)/asan-native
 	$(ASAN_RUN) $(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration
 
+# ---- the Debian package ------------------------------------------------------
+
+# build/deb/synapserve_<version>_<arch>.deb, with dpkg-buildpackage and lintian.
+deb: $(STAMP)/deps-build
+	bash scripts/build-deb.sh
+
+# The package on a clean Debian 12 root booted with systemd (nspawn, else QEMU).
+# Exit 77 is a skip with its reason (no mirror, no way to boot): not a failure.
+test-deb: $(STAMP)/deps-build
+	@rc=0; bash scripts/test-deb.sh || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "test-deb: skipped (see the reason above)"; rc=0; fi; \
+	exit $$rc
+
 # ---- the two README commands -------------------------------------------------
 
 pytest: native
 	$(PY) -m pytest -q tests
 
-test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest test-asan
+test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest test-asan test-deb
 
 run: native
 	bash scripts/run-demo.sh
