@@ -52,6 +52,10 @@ def _admin_url(args: argparse.Namespace, path: str) -> str:
     return f"http://{args.admin}{path}"
 
 
+# The admin endpoint is local: never through an http_proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _admin_default(config_dir: str) -> str:
     try:
         from synapserve import config
@@ -64,7 +68,7 @@ def _admin_default(config_dir: str) -> str:
 def cmd_reload(args: argparse.Namespace) -> int:
     req = urllib.request.Request(_admin_url(args, "/reload"), data=b"", method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=70) as r:
+        with _OPENER.open(req, timeout=70) as r:
             result = json.loads(r.read())
     except urllib.error.HTTPError as e:
         result = json.loads(e.read() or b"{}")
@@ -86,7 +90,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        with urllib.request.urlopen(_admin_url(args, "/status"), timeout=10) as r:
+        with _OPENER.open(_admin_url(args, "/status"), timeout=10) as r:
             doc = json.loads(r.read())
     except OSError as e:
         print(

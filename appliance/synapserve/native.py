@@ -111,7 +111,10 @@ class Engine:
     def start(self) -> None:
         rc = lib.syn_engine_start(self._e)
         if rc != 0:
-            raise EngineError(f"cannot start workers: {os.strerror(-rc)}")
+            raise EngineError(
+                f"cannot start the io_uring workers: {os.strerror(-rc)}"
+                " (is io_uring denied here, by a seccomp filter or kernel.io_uring_disabled?)"
+            )
         self._started = True
 
     def stop(self, grace_ms: int) -> None:

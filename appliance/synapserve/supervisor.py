@@ -149,7 +149,10 @@ class Supervisor:
             raise StartError(f"cannot open the access log {cfg.log.access}: {e.strerror}") from None
         except EngineError as e:
             raise StartError(str(e)) from None
-        self.engine.start()
+        try:
+            self.engine.start()
+        except EngineError as e:
+            raise StartError(str(e)) from None
         self.admin.start()
         self.watcher.start()
         self.health.start()

@@ -137,13 +137,14 @@ static void *eng_worker_main(void *arg)
 	struct syn_worker *w = arg;
 	struct rt_plan *rp;
 	char name[16];
+	int rc;
 
 	snprintf(name, sizeof(name), "syn-worker-%u", w->id);
 	pthread_setname_np(pthread_self(), name);
-	if (uring_worker_init(w)) {
-		/* the control plane learns of it from the features probe */
-		return NULL;
-	}
+	rc = uring_worker_init(w);
+	atomic_store_explicit(&w->init_rc, rc, memory_order_release);
+	if (rc)
+		return NULL; /* syn_engine_start() reports it */
 	rp = atomic_load_explicit(&w->e->plan, memory_order_acquire);
 	if (rp)
 		proxy_adopt_plan(w, rp);
@@ -165,6 +166,7 @@ int syn_engine_start(struct syn_engine *e)
 		return -EINVAL;
 	e->started = 1;
 	for (i = 0; i < e->cfg.workers; i++) {
+		atomic_store(&e->workers[i].init_rc, 1);
 		rc = pthread_create(&e->workers[i].thread, NULL, eng_worker_main, &e->workers[i]);
 		if (rc) {
 			atomic_store(&e->stop, 1);
@@ -172,6 +174,18 @@ int syn_engine_start(struct syn_engine *e)
 				pthread_join(e->workers[i].thread, NULL);
 			e->started = 0;
 			return -rc;
+		}
+	}
+	/* a worker without a ring would accept nothing: wait until every ring
+	 * is set up, and fail the start when one is not (e.g. a seccomp filter
+	 * that denies io_uring) */
+	for (i = 0; i < e->cfg.workers; i++) {
+		while ((rc = atomic_load_explicit(&e->workers[i].init_rc, memory_order_acquire)) ==
+		       1)
+			usleep(1000);
+		if (rc < 0) {
+			syn_engine_stop(e, 0);
+			return rc;
 		}
 	}
 	return 0;

@@ -271,6 +271,7 @@ struct syn_worker {
 	uint64_t now_ms;
 	uint64_t now_us;
 	struct syn_stats *stats;
+	_Atomic int init_rc; /* 1 while starting, then 0 or -errno of its ring's setup */
 
 	struct syn_conn *conns;
 	uint32_t nconns;
