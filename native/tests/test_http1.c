@@ -17,6 +17,7 @@
 #include "syn/http1.h"
 #include "syn/simd.h"
 #include "check.h"
+#include "h1_text.h"
 
 #define AGAIN SYN_PARSE_AGAIN
 #define ERR   SYN_PARSE_ERR
@@ -45,19 +46,6 @@ static unsigned long ncases, ngenerated;
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static const char *const err_names[] = {
-#define SYN_T_ERR_NAME(id, status, text) #id,
-	SYN_H1_ERRORS(SYN_T_ERR_NAME)
-#undef SYN_T_ERR_NAME
-};
-
-static const char *ename(int e)
-{
-	if (e < 0 || e >= SYN_H1_E__COUNT)
-		return "(out of range)";
-	return err_names[e];
-}
-
 /* The statuses the spec gives, written out rather than taken from the
  * X-macro so that a wrong table entry is caught. */
 static int want_status(int e)
@@ -83,36 +71,6 @@ static const char *const method_names[SYN_M__COUNT] = {
 	[SYN_M_PUT] = "PUT",         [SYN_M_DELETE] = "DELETE", [SYN_M_CONNECT] = "CONNECT",
 	[SYN_M_OPTIONS] = "OPTIONS", [SYN_M_TRACE] = "TRACE",   [SYN_M_PATCH] = "PATCH",
 };
-
-/* C-escaped text for messages; four rotating buffers. */
-static const char *esc(const char *s, size_t n)
-{
-	static char bufs[4][512];
-	static unsigned which;
-	char *o = bufs[which++ & 3], *p = o;
-	size_t i;
-
-	for (i = 0; i < n && p - o < 480; i++) {
-		unsigned char ch = s[i];
-
-		if (ch == '\r')
-			p += sprintf(p, "\\r");
-		else if (ch == '\n')
-			p += sprintf(p, "\\n");
-		else if (ch == '\t')
-			p += sprintf(p, "\\t");
-		else if (ch == '"' || ch == '\\')
-			p += sprintf(p, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			p += sprintf(p, "\\x%02x", ch);
-		else
-			*p++ = ch;
-	}
-	if (i < n)
-		p += sprintf(p, "...(%zu bytes)", n);
-	*p = 0;
-	return o;
-}
 
 static const char *flagstr(unsigned f)
 {
