@@ -412,10 +412,12 @@ class Backend:
                 delay = self.delay + int(req.query.get("delay", 0)) / 1000
                 if delay and dead.wait(delay):
                     return
-                keep = self._respond(sock, req)
-                on_conn += 1
+                # counted before the response goes out: a client that has read it may look
+                # at `served` before this thread runs again
                 with self._lock:
                     self.served += 1
+                keep = self._respond(sock, req)
+                on_conn += 1
                 if not keep or self.mode == "close_after_response":
                     return
         except (OSError, ValueError):
