@@ -316,7 +316,7 @@ class Backend:
                 if not self.port or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        s.listen(128)
+        s.listen(4096)  # wrk opens hundreds at once: no SYN may wait for a retransmit
         self.port = s.getsockname()[1]
         self._listener = s
         self._dead = threading.Event()
