@@ -31,7 +31,7 @@ PY_SRC   := appliance tests scripts
 
 # Debian packages: building, testing, and the peers tests compare against.
 DEB_BUILD := build-essential pkg-config python3-dev python3-venv liburing-dev libssl-dev
-DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk
+DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \

@@ -98,6 +98,7 @@ class Server:
     user: str
     max_connections: int
     engine: str  # "auto" | "io_uring" | "portable"
+    cache_dir: str  # compressed bodies of static files go in cache_dir/br
 
     @property
     def worker_count(self) -> int:
@@ -597,6 +598,7 @@ _user = _text("a user name", r"[^\s:]+")
 _url_path = _text('a path starting with "/" (no spaces, "?" or "#")', r"/[^\s?#]*")
 _file_name = _text('a file name such as "index.html"', r"[^/\s]+")
 _access = _text('"stdout", "off" or an absolute path', r"stdout|off|/.*")
+_abs_dir = _text("an absolute path", r"/.*")
 
 _LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*", re.ASCII)
@@ -674,6 +676,7 @@ _SERVER = {
     "user": (_user, "synapserve"),
     "max_connections": (_int(1, 1_000_000), 65536),
     "engine": (_choice("auto", "io_uring", "portable"), "auto"),
+    "cache_dir": (_abs_dir, "/var/cache/synapserve"),
 }
 _ADMIN = {"bind": (_address, "127.0.0.1:9180")}
 _LOG = {

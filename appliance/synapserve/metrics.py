@@ -41,6 +41,12 @@ DESCRIPTIONS = {
     "synapserve_bytes_received_total": ("counter", "Bytes received from clients"),
     "synapserve_bytes_sent_total": ("counter", "Bytes sent to clients"),
     "synapserve_io_uring_ops_total": ("counter", "io_uring operations submitted, by op"),
+    "synapserve_static_requests_total": ("counter", "Static file answers, by site and class"),
+    "synapserve_static_bytes_sent_total": ("counter", "Static file body bytes sent"),
+    "synapserve_static_compressed_total": (
+        "counter",
+        "Clients taking br for a compressible file: body ready (hit) or not yet (miss)",
+    ),
 }
 
 
@@ -83,6 +89,9 @@ class EngineCollector(Collector):
             "synapserve_bytes_received_total": ["listener"],
             "synapserve_bytes_sent_total": ["listener"],
             "synapserve_io_uring_ops_total": ["op"],
+            "synapserve_static_requests_total": ["site", "code"],
+            "synapserve_static_bytes_sent_total": ["site"],
+            "synapserve_static_compressed_total": ["site", "result"],
         }
         for name, lbl in labels.items():
             yield _family(name, lbl)
@@ -100,6 +109,7 @@ class EngineCollector(Collector):
             return
         st = engine.stats()
         yield from self._requests(cfg, plan, st)
+        yield from self._static(cfg, plan, st)
         yield from self._listeners(cfg, plan, st)
         yield from self._upstreams(cfg, plan, st, engine)
         yield from self._config(sup)
@@ -125,6 +135,21 @@ class EngineCollector(Collector):
                 req.add_metric([NO_SITE, cls], st.nosite_requests[k])
         yield req
         yield dur
+
+    def _static(self, cfg, plan, st):
+        req = _family("synapserve_static_requests_total", ["site", "code"])
+        sent = _family("synapserve_static_bytes_sent_total", ["site"])
+        br = _family("synapserve_static_compressed_total", ["site", "result"])
+        for name, site in cfg.sites.items():
+            if not any(r.static for r in site.routes):
+                continue
+            slot = plan.site_slot[name]
+            for k, cls in enumerate(CLASSES, start=1):
+                req.add_metric([name, cls], st.static_requests[slot][k])
+            sent.add_metric([name], st.static_bytes[slot])
+            br.add_metric([name, "hit"], st.static_br[slot][0])
+            br.add_metric([name, "miss"], st.static_br[slot][1])
+        yield from (req, sent, br)
 
     def _listeners(self, cfg, plan, st):
         active = _family("synapserve_connections_active", ["listener"])

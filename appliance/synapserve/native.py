@@ -15,7 +15,7 @@ from synapserve import _native  # type: ignore[attr-defined]
 ffi = _native.ffi
 lib = _native.lib
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 if lib.syn_abi_version() != ABI_VERSION:  # pragma: no cover - a broken build
     raise ImportError(
@@ -129,6 +129,10 @@ class Engine:
 
     def gc(self) -> int:
         return lib.syn_engine_gc(self._e)
+
+    def static_changed(self) -> None:
+        """Files under a static root (or their compressed bodies) changed."""
+        lib.syn_engine_static_changed(self._e)
 
     def set_server_up(self, slot: int, up: bool) -> None:
         lib.syn_engine_server_set_up(self._e, slot, 1 if up else 0)

@@ -13,11 +13,13 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
+from synapserve import mime
 from synapserve.config import Address, Config
 from synapserve.native import ffi, lib
 
 BALANCE = {"round_robin": 0, "least_conn": 1, "ip_hash": 2, "random": 3, "ewma": 4}
 UINT64_MAX = (1 << 64) - 1
+UINT32_NONE = (1 << 32) - 1  # syn_plan_route.statik of an upstream route
 
 
 class SlotError(RuntimeError):
@@ -113,10 +115,13 @@ def build(
     slots: SlotState,
     generation: int,
     access_log_fd: int = -1,
+    types: dict[str, str] | None = None,
+    cache_dir: str = "",
 ) -> Plan:
     """The plan for cfg. sockets maps "host:port" of every bind address to its
     listening socket. Slots are computed but not committed: Plan.commit() does
-    that once the engine has accepted the plan."""
+    that once the engine has accepted the plan. types: extension -> content
+    type, for static files; cache_dir: where compressed bodies are ("" for none)."""
     keep: list = []
     pending = {
         "listeners": slots.listeners.assign(cfg.listeners),
@@ -174,6 +179,7 @@ def build(
     sites = ffi.new("struct syn_plan_site[]", max(1, len(site_list)))
     host_rows = []
     route_rows = []
+    static_rows = []
     for i, s in enumerate(site_list):
         _set_name(sites[i].name, s.name, lib.SYN_NAME_MAX)
         mask = 0
@@ -182,16 +188,33 @@ def build(
         sites[i].listeners = mask
         sites[i].slot = sslot[s.name]
         host_rows += [(h, i) for h in s.hosts]
-        route_rows += [(r.path, i, upstream_index[r.upstream]) for r in s.routes if r.upstream]
+        for r in s.routes:
+            if r.upstream:
+                route_rows.append((r.path, i, upstream_index[r.upstream], UINT32_NONE))
+            else:
+                route_rows.append((r.path, i, 0, len(static_rows)))
+                static_rows.append(r.static)
     hosts = ffi.new("struct syn_plan_host[]", max(1, len(host_rows)))
     for i, (h, site) in enumerate(host_rows):
         _set_name(hosts[i].name, h, lib.SYN_HOST_MAX)
         hosts[i].site = site
     routes = ffi.new("struct syn_plan_route[]", max(1, len(route_rows)))
-    for i, (path, site, up) in enumerate(route_rows):
+    for i, (path, site, up, st) in enumerate(route_rows):
         _set_name(routes[i].path, path, lib.SYN_PATH_MAX)
         routes[i].site = site
         routes[i].upstream = up
+        routes[i].statik = st
+    statics = ffi.new("struct syn_plan_static[]", max(1, len(static_rows)))
+    for i, st in enumerate(static_rows):
+        _set_name(statics[i].root, st.root, lib.SYN_ROOT_MAX)
+        _set_name(statics[i].index, st.index, lib.SYN_NAME_MAX)
+        statics[i].compress = 1 if st.compress else 0
+    type_rows = sorted((types or {}).items(), key=lambda kv: kv[0].encode()) if static_rows else []
+    mimes = ffi.new("struct syn_plan_mime[]", max(1, len(type_rows)))
+    for i, (ext, ctype) in enumerate(type_rows):
+        _set_name(mimes[i].ext, ext, lib.SYN_EXT_MAX)
+        _set_name(mimes[i].type, ctype, lib.SYN_MIME_MAX)
+        mimes[i].compressible = 1 if mime.compressible(ctype) else 0
 
     p = ffi.new("struct syn_plan *")
     p.magic = lib.SYN_PLAN_MAGIC
@@ -213,7 +236,10 @@ def build(
     p.nroutes, p.routes = len(route_rows), routes
     p.access_log_fd = access_log_fd
     p.access_log_json = 1 if cfg.log.access_format == "json" else 0
-    keep += [listeners, servers, upstreams, sites, hosts, routes]
+    p.nstatics, p.statics = len(static_rows), statics
+    p.nmimes, p.mimes = len(type_rows), mimes
+    _set_name(p.cache_dir, cache_dir, lib.SYN_ROOT_MAX)
+    keep += [listeners, servers, upstreams, sites, hosts, routes, statics, mimes]
     return Plan(
         ptr=p,
         keep=keep,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import queue
 import signal
 import socket
@@ -17,9 +18,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from synapserve import cache as cache_mod
 from synapserve import config as config_mod
+from synapserve import mime, privileges
 from synapserve import plan as plan_mod
-from synapserve import privileges
 from synapserve.admin import AdminServer
 from synapserve.health import HealthChecker
 from synapserve.native import Engine, EngineError
@@ -111,6 +113,8 @@ class Supervisor:
         self.admin: AdminServer | None = None
         self.health: HealthChecker | None = None
         self.watcher: ConfigWatcher | None = None
+        self.static: cache_mod.StaticFiles | None = None
+        self.cache_dir = ""  # prepared cache_dir, "" when none is usable
         self.stopping = False
         self.identity = ""
 
@@ -141,6 +145,8 @@ class Supervisor:
             raise StartError(str(e)) from None
         self.health = HealthChecker(self.engine, self._on_health_change)
         self.watcher = ConfigWatcher(self.config_dir, lambda: self.events.put(("reload", "watch")))
+        self.static = cache_mod.StaticFiles(self.engine.static_changed)
+        self._prepare_cache(cfg)  # while root: it may have to be made and given away
         # then no more root: no thread has started yet, so all inherit it
         self.identity = privileges.drop(cfg.server.user)
         try:
@@ -155,6 +161,7 @@ class Supervisor:
             raise StartError(str(e)) from None
         self.admin.start()
         self.watcher.start()
+        self.static.start()
         self.health.start()
         log.info(
             "serving: %s; admin on %s; %d worker(s); %s",
@@ -190,13 +197,38 @@ class Supervisor:
         old = self.cfg
         self.generation += 1
         log_fd = open_access_log(cfg.log.access)
+        statics = {r.static.root: False for s in cfg.sites.values() for r in s.routes if r.static}
+        for s in cfg.sites.values():
+            for r in s.routes:
+                if r.static and r.static.compress:
+                    statics[r.static.root] = True
+        types = mime.load() if statics else {}
+        cache_dir = self._prepare_cache(cfg)
         try:
-            plan = plan_mod.build(cfg, self.sockets, self.slots, self.generation, log_fd)
+            plan = plan_mod.build(
+                cfg, self.sockets, self.slots, self.generation, log_fd, types, cache_dir
+            )
             self._apply_plan(cfg, plan)
         finally:
             if log_fd >= 0:
                 os.close(log_fd)  # the engine keeps its own duplicate
+        self.static.configure(statics, types, cache_dir)
         return describe_changes(old, cfg)
+
+    def _prepare_cache(self, cfg: config_mod.Config) -> str:
+        """cfg's cache_dir when a route compresses and it can be had, else ""."""
+        if not any(r.static and r.static.compress for s in cfg.sites.values() for r in s.routes):
+            return ""
+        if self.cache_dir != cfg.server.cache_dir:
+            uid = gid = -1
+            if os.geteuid() == 0:
+                try:
+                    pw = pwd.getpwnam(cfg.server.user)
+                    uid, gid = pw.pw_uid, pw.pw_gid
+                except KeyError:
+                    pass
+            self.cache_dir = cache_mod.prepare(cfg.server.cache_dir, uid, gid)
+        return self.cache_dir
 
     def _apply_plan(self, cfg: config_mod.Config, plan: plan_mod.Plan) -> None:
         new_slots = plan.server_slot
@@ -329,7 +361,7 @@ class Supervisor:
     # ---- stop ---------------------------------------------------------------
 
     def shutdown(self) -> None:
-        for part in (self.watcher, self.health):
+        for part in (self.watcher, self.static, self.health):
             if part:
                 part.stop()
         if self.engine:

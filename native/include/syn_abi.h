@@ -15,7 +15,7 @@
 
 /* Version of this ABI and of the plan layout: bumped whenever a
  * declaration here changes. */
-#define SYN_ABI_VERSION   2
+#define SYN_ABI_VERSION   3
 #define SYN_PLAN_MAGIC    0x53594e50
 
 #define SYN_MAX_WORKERS   64
@@ -27,6 +27,10 @@
 #define SYN_HOST_MAX      256
 #define SYN_PATH_MAX      256
 #define SYN_HIST_BUCKETS  14
+#define SYN_MAX_STATICS   256 /* static routes, over all sites */
+#define SYN_ROOT_MAX      1024
+#define SYN_EXT_MAX       16
+#define SYN_MIME_MAX      96
 
 int syn_abi_version(void);
 const char *syn_native_version(void);
@@ -117,7 +121,20 @@ struct syn_plan_host { /* "example.com", "*.example.com" or "*" */
 struct syn_plan_route {
 	char path[SYN_PATH_MAX]; /* prefix, starts with '/' */
 	uint32_t site;
-	uint32_t upstream; /* index into upstreams[] */
+	uint32_t upstream; /* index into upstreams[], when statik is SYN_NONE */
+	uint32_t statik;   /* index into statics[], or 0xffffffff for an upstream route */
+};
+
+struct syn_plan_static {         /* a route's static = { root, index, compress } */
+	char root[SYN_ROOT_MAX]; /* absolute directory */
+	char index[SYN_NAME_MAX];
+	uint32_t compress;
+};
+
+struct syn_plan_mime {         /* from /etc/mime.types; sorted by ext, unique */
+	char ext[SYN_EXT_MAX]; /* lower case, no dot */
+	char type[SYN_MIME_MAX];
+	uint32_t compressible;
 };
 
 struct syn_plan_limits {
@@ -144,6 +161,10 @@ struct syn_plan {
 	const struct syn_plan_route *routes;
 	int32_t access_log_fd; /* -1: off */
 	uint32_t access_log_json;
+	uint32_t nstatics, nmimes;
+	const struct syn_plan_static *statics;
+	const struct syn_plan_mime *mimes;
+	char cache_dir[SYN_ROOT_MAX]; /* compressed bodies in cache_dir/br; "": none */
 };
 
 /* ---- the engine -------------------------------------------------------- */
@@ -172,6 +193,10 @@ void syn_engine_destroy(struct syn_engine *e);
 
 /* Free plans no worker uses any more.  Returns how many are still held. */
 int syn_engine_gc(struct syn_engine *e);
+
+/* Something changed under a static root (or in the compressed-body
+ * cache): workers look at the files they hold again before using them. */
+void syn_engine_static_changed(struct syn_engine *e);
 
 /* Active health: the checker marks a server slot up (1) or down (0). */
 void syn_engine_server_set_up(struct syn_engine *e, uint32_t slot, int up);
@@ -208,6 +233,9 @@ struct syn_stats {
 	uint64_t upstream_retries[SYN_MAX_UPSTREAMS];
 	uint64_t upstream_no_server[SYN_MAX_UPSTREAMS];
 	uint64_t upstream_conns_opened[SYN_MAX_UPSTREAMS];
+	uint64_t static_requests[SYN_MAX_SITES][6]; /* [1..5] = 1xx..5xx */
+	uint64_t static_bytes[SYN_MAX_SITES];       /* body bytes sent */
+	uint64_t static_br[SYN_MAX_SITES][2];       /* compressed body: [0] hit, [1] miss */
 	uint64_t io_ops[8];   /* accept, recv, send, send_zc, splice, connect, recv_multi, close */
 	uint64_t heap_allocs; /* allocations made by workers after start */
 };

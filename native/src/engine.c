@@ -227,6 +227,11 @@ void syn_engine_destroy(struct syn_engine *e)
 	free(e);
 }
 
+void syn_engine_static_changed(struct syn_engine *e)
+{
+	atomic_fetch_add_explicit(&e->static_gen, 1, memory_order_release);
+}
+
 void syn_engine_server_set_up(struct syn_engine *e, uint32_t slot, int up)
 {
 	if (slot >= SYN_MAX_SERVERS)

@@ -56,6 +56,13 @@ struct rt_route {
 	const char *path;
 	uint32_t len;
 	uint32_t upstream;
+	uint32_t statik; /* index in plan statics, or SYN_NONE for an upstream route */
+};
+
+struct rt_static {
+	struct syn_plan_static cfg;
+	uint32_t index_len;
+	int root_fd; /* O_PATH directory */
 };
 
 struct rt_site {
@@ -89,6 +96,10 @@ struct rt_plan {
 	size_t lb_state_size;
 	int access_log_fd;
 	uint32_t access_log_json;
+	struct rt_static *statics;
+	uint32_t nstatics, nmimes;
+	struct syn_plan_mime *mimes; /* sorted by ext */
+	int cache_fd;                /* O_PATH cache_dir, or -1 */
 	/* per worker: requests in flight under this plan, and its balancer state */
 	_Atomic uint32_t refs[SYN_MAX_WORKERS];
 	_Atomic uint32_t left[SYN_MAX_WORKERS]; /* the worker has moved to a newer plan */
@@ -202,6 +213,7 @@ struct syn_conn {
 	struct {
 		int32_t in, out, res;
 		uint32_t len;
+		uint64_t *off; /* of in (a file), advanced by the splice; NULL for a socket */
 	} spl[2];
 	uint8_t nonblock;         /* O_NONBLOCK set on fd while splicing */
 	uint64_t bytes_out;       /* client: response bytes sent for this request */
@@ -213,6 +225,10 @@ struct syn_conn {
 	uint32_t pool_max;        /* upstream: its upstream's keepalive */
 	uint32_t idle_ms;         /* upstream: how long it may idle in the pool */
 	uint8_t alog_captured;    /* client: the access log's strings are in tx */
+	uint8_t statik;           /* client: the request is on a static route */
+	int file_fd;              /* client: the file being spliced out, or -1 */
+	uint64_t file_off;        /* its offset and the bytes still to send */
+	uint64_t file_left;
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -240,8 +256,8 @@ struct syn_io_ops {
 	/* Append len bytes at buf to fd (the access log).  Completion:
 	 * syn_alog_written(). */
 	void (*write)(struct syn_worker *w, int fd, const char *buf, uint32_t len);
-	void (*splice)(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out,
-		       uint32_t len, int wait_fd, short wait_events, int role);
+	void (*splice)(struct syn_worker *w, struct syn_conn *c, int fd_in, uint64_t *off_in,
+		       int fd_out, uint32_t len, int wait_fd, short wait_events, int role);
 };
 
 /* ---- workers and the engine ---------------------------------------------- */
@@ -312,6 +328,11 @@ struct syn_worker {
 	uint64_t alog_dropped;
 	int64_t alog_time_s;
 	char alog_time[40];
+
+	/* static files: the open files table, and the Date field of this second */
+	struct syn_files *files;
+	int64_t date_s;
+	char date[32];
 };
 
 struct syn_engine {
@@ -325,7 +346,8 @@ struct syn_engine {
 	} passive[SYN_MAX_SERVERS];
 	_Atomic(struct rt_plan *) plan;
 	struct rt_plan *retired;
-	pthread_mutex_t lock; /* control plane calls only: apply, gc, stop */
+	pthread_mutex_t lock;        /* control plane calls only: apply, gc, stop */
+	_Atomic uint64_t static_gen; /* bumped when files under a static root change */
 	_Atomic int stop;
 	_Atomic uint64_t stop_deadline_ms;
 	int started;
@@ -338,6 +360,26 @@ void syn_plan_free(struct rt_plan *rp);
 /* route.c: the site for a Host value (or -1), and the route for a path */
 int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint32_t listener_bit);
 const struct rt_route *syn_route_path(const struct rt_site *s, const char *path, size_t len);
+
+/* static.c: the static file handler (docs/static-files.md) */
+struct syn_files;
+struct syn_static_answer {
+	uint32_t len;        /* bytes of the caller's buffer to send */
+	uint32_t head_bytes; /* of which the head */
+	int fd;              /* then this file (the caller's to close), or -1 */
+	uint64_t off, left;
+};
+struct syn_files *syn_static_init(void);
+void syn_static_fini(struct syn_files *f);
+int syn_static_answer(struct syn_worker *w, struct syn_conn *c, const struct rt_route *route,
+		      const char *buf, const struct syn_h1_request *req, char *out, uint32_t cap,
+		      struct syn_static_answer *a);
+void syn_static_done(struct syn_worker *w, const struct syn_conn *c);
+int syn_static_normalize(const char *p, size_t n, char *out, size_t cap, size_t *outlen);
+int syn_static_range(const char *p, size_t n, uint64_t size, uint64_t *off, uint64_t *len);
+void syn_http_date(int64_t t, char *out);
+int64_t syn_http_date_parse(const char *p, size_t n);
+const char *syn_reason_phrase(int status);
 
 /* proxy.c: completions from the I/O engine */
 void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);

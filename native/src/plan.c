@@ -5,8 +5,10 @@
  * every count, index, slot and string is checked before anything is built,
  * and the result owns all its memory, so Python may free its side at once.
  */
+#define _GNU_SOURCE /* O_PATH, CLOCK_REALTIME_COARSE */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,8 +82,28 @@ static int plan_check(const struct syn_plan *p, char *err, size_t errlen)
 		const struct syn_plan_route *r = &p->routes[i];
 
 		if (!plan_str_ok(r->path, SYN_PATH_MAX) || r->path[0] != '/' ||
-		    r->site >= p->nsites || r->upstream >= p->nupstreams)
+		    r->site >= p->nsites ||
+		    (r->statik == SYN_NONE ? r->upstream >= p->nupstreams
+					   : r->statik >= p->nstatics))
 			return plan_err(err, errlen, "plan: route %u invalid", i);
+	}
+	if (p->nstatics > SYN_MAX_STATICS || (p->nstatics && !p->statics) ||
+	    (p->nmimes && !p->mimes) || !plan_str_ok(p->cache_dir, SYN_ROOT_MAX))
+		return plan_err(err, errlen, "plan: static roots or types invalid");
+	for (i = 0; i < p->nstatics; i++) {
+		const struct syn_plan_static *st = &p->statics[i];
+
+		if (!plan_str_ok(st->root, SYN_ROOT_MAX) || st->root[0] != '/' ||
+		    !plan_str_ok(st->index, SYN_NAME_MAX) || !st->index[0] ||
+		    strchr(st->index, '/'))
+			return plan_err(err, errlen, "plan: static root %u invalid", i);
+	}
+	for (i = 0; i < p->nmimes; i++) {
+		const struct syn_plan_mime *m = &p->mimes[i];
+
+		if (!plan_str_ok(m->ext, SYN_EXT_MAX) || !plan_str_ok(m->type, SYN_MIME_MAX) ||
+		    (i && strcmp(p->mimes[i - 1].ext, m->ext) >= 0))
+			return plan_err(err, errlen, "plan: type %u invalid or out of order", i);
 	}
 	return 0;
 }
@@ -190,6 +212,7 @@ static int plan_sites(struct rt_plan *rp, const struct syn_plan *p)
 			return -ENOMEM;
 		r->len = (uint32_t)strlen(r->path);
 		r->upstream = p->routes[i].upstream;
+		r->statik = p->routes[i].statik;
 	}
 	for (i = 0; i < p->nsites; i++)
 		qsort(rp->sites[i].routes, rp->sites[i].nroutes, sizeof(struct rt_route),
@@ -257,6 +280,34 @@ static int plan_listeners(struct rt_plan *rp, const struct syn_plan *p)
 	return 0;
 }
 
+/* Static roots are opened here, once per plan, as O_PATH directories the
+ * workers resolve request paths beneath (openat2 RESOLVE_BENEATH). */
+static int plan_statics(struct rt_plan *rp, const struct syn_plan *p)
+{
+	uint32_t i;
+
+	rp->statics = calloc(p->nstatics ? p->nstatics : 1, sizeof(*rp->statics));
+	rp->mimes = calloc(p->nmimes ? p->nmimes : 1, sizeof(*rp->mimes));
+	if (!rp->statics || !rp->mimes)
+		return -ENOMEM;
+	for (i = 0; i < p->nstatics; i++) {
+		struct rt_static *st = &rp->statics[i];
+
+		st->cfg = p->statics[i];
+		st->index_len = (uint32_t)strlen(st->cfg.index);
+		st->root_fd = open(st->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (st->root_fd < 0)
+			return -errno;
+		rp->nstatics++;
+	}
+	memcpy(rp->mimes, p->mimes, p->nmimes * sizeof(*rp->mimes));
+	rp->nmimes = p->nmimes;
+	rp->cache_fd = -1;
+	if (p->cache_dir[0]) /* compression is off without it: no error */
+		rp->cache_fd = open(p->cache_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return 0;
+}
+
 struct rt_plan *syn_plan_compile(const struct syn_plan *p, char *err, size_t errlen)
 {
 	struct rt_plan *rp;
@@ -270,7 +321,10 @@ struct rt_plan *syn_plan_compile(const struct syn_plan *p, char *err, size_t err
 	rp->generation = p->generation;
 	rp->limits = p->limits;
 	rp->access_log_fd = -1;
+	rp->cache_fd = -1;
 	rc = plan_upstreams(rp, p);
+	if (!rc)
+		rc = plan_statics(rp, p);
 	if (!rc)
 		rc = plan_sites(rp, p);
 	if (!rc)
@@ -317,6 +371,12 @@ void syn_plan_free(struct rt_plan *rp)
 	free(rp->listeners);
 	if (rp->access_log_fd >= 0)
 		close(rp->access_log_fd);
+	for (i = 0; i < rp->nstatics; i++)
+		close(rp->statics[i].root_fd);
+	free(rp->statics);
+	free(rp->mimes);
+	if (rp->cache_fd >= 0)
+		close(rp->cache_fd);
 	for (i = 0; i < SYN_MAX_WORKERS; i++)
 		free(rp->lb_state[i]);
 	free(rp);

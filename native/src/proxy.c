@@ -283,6 +283,9 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->pipe = -1;
 	c->pipe_bytes = 0;
 	c->nonblock = 0;
+	c->statik = 0;
+	c->file_fd = -1;
+	c->file_left = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }
@@ -379,6 +382,10 @@ static void server_active(struct syn_worker *w, struct syn_conn *c, int delta)
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 {
 	close(c->fd);
+	if (c->file_fd >= 0) {
+		close(c->file_fd);
+		c->file_fd = -1;
+	}
 	pipe_release(w, c, 0);
 	rx_release(w, c);
 	tx_put(w, c);
@@ -628,11 +635,29 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 	return o.overflow ? 0 : o.len;
 }
 
-static const char *reason_phrase(int status)
+const char *syn_reason_phrase(int status)
 {
 	switch (status) {
 	case 100:
 		return "Continue";
+	case 200:
+		return "OK";
+	case 206:
+		return "Partial Content";
+	case 301:
+		return "Moved Permanently";
+	case 304:
+		return "Not Modified";
+	case 403:
+		return "Forbidden";
+	case 405:
+		return "Method Not Allowed";
+	case 412:
+		return "Precondition Failed";
+	case 416:
+		return "Range Not Satisfiable";
+	case 500:
+		return "Internal Server Error";
 	case 400:
 		return "Bad Request";
 	case 404:
@@ -827,6 +852,106 @@ static int body_done(const struct syn_conn *c)
 	return 1;
 }
 
+/* ---- static files ------------------------------------------------------------- */
+
+static void set_nonblock(struct syn_conn *c, int on);
+static void client_finish(struct syn_worker *w, struct syn_conn *c);
+
+/* The next piece of a file going out after its head: by splice (file to
+ * pipe at our own offset, then pipe to socket), or copied through tx when
+ * no pipe is to be had. */
+static void static_next(struct syn_worker *w, struct syn_conn *c)
+{
+	uint32_t len = c->file_left < SYN_PIPE_SIZE ? (uint32_t)c->file_left : SYN_PIPE_SIZE;
+	ssize_t n;
+
+	timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
+	if (w->io->splice && (c->pipe >= 0 || (c->pipe = pipe_get(w)) >= 0)) {
+		set_nonblock(c, 1);
+		w->io->splice(w, c, c->file_fd, &c->file_off, w->pipes[c->pipe][1], len, c->fd,
+			      POLLIN, 1);
+		return;
+	}
+	len = len < c->tx_cap ? len : c->tx_cap;
+	n = pread(c->file_fd, c->tx, len, (off_t)c->file_off);
+	if (n <= 0) { /* cut short on disk: the Content-Length cannot be kept */
+		conn_close(w, c);
+		return;
+	}
+	c->file_off += (uint64_t)n;
+	c->file_left -= (uint64_t)n;
+	send_out(w, c, c->tx, (uint32_t)n, 0);
+}
+
+static void static_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
+{
+	if (dir == 1) { /* file -> pipe */
+		if (res <= 0) {
+			conn_close(w, c);
+			return;
+		}
+		c->pipe_bytes += (uint32_t)res;
+		c->file_left -= (uint64_t)res;
+		w->io->splice(w, c, w->pipes[c->pipe][0], NULL, c->fd, c->pipe_bytes, c->fd,
+			      POLLOUT, 2);
+		return;
+	}
+	if (res == -EAGAIN || (res > 0 && (uint32_t)res < c->pipe_bytes)) {
+		if (res > 0) {
+			c->pipe_bytes -= (uint32_t)res;
+			w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+			c->bytes_out += (uint64_t)res;
+			timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
+		}
+		w->io->splice(w, c, w->pipes[c->pipe][0], NULL, c->fd, c->pipe_bytes, c->fd,
+			      POLLOUT, 2);
+		return;
+	}
+	if (res <= 0) {
+		conn_close(w, c);
+		return;
+	}
+	c->pipe_bytes = 0;
+	w->stats->listener_tx_bytes[c->listener_slot] += (uint64_t)res;
+	c->bytes_out += (uint64_t)res;
+	if (c->file_left) {
+		static_next(w, c);
+		return;
+	}
+	pipe_release(w, c, 1);
+	set_nonblock(c, 0);
+	timer_del(w, c);
+	client_finish(w, c);
+}
+
+/* A request on a static route: answered here, without an upstream. */
+static void static_begin(struct syn_worker *w, struct syn_conn *c, const char *buf,
+			 const struct syn_h1_request *req, const struct rt_route *route,
+			 uint32_t head_len)
+{
+	struct syn_static_answer a;
+
+	if (c->body_mode != BODY_NONE)
+		c->keepalive = 0; /* a body is not read: the connection ends with the answer */
+	if (tx_take(w, c)) {
+		rx_consume(w, c, head_len);
+		respond_error(w, c, 503, 1);
+		return;
+	}
+	c->statik = 1;
+	c->status = (uint16_t)syn_static_answer(w, c, route, buf, req, c->tx, c->tx_cap, &a);
+	rx_consume(w, c, head_len);
+	c->resp_started = 1;
+	c->state = CS_RESPONDING;
+	c->peer = SYN_NONE;
+	c->resp_head_bytes = a.head_bytes;
+	c->file_fd = a.fd;
+	c->file_off = a.off;
+	c->file_left = a.left;
+	timer_del(w, c);
+	client_send(w, c, c->tx, a.len, 0);
+}
+
 static void client_parse(struct syn_worker *w, struct syn_conn *c)
 {
 	const struct syn_plan_limits *lim = &w->plan->limits;
@@ -892,6 +1017,10 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 	if (!route) {
 		rx_consume(w, c, (uint32_t)rc);
 		respond_error(w, c, 404, c->body_mode != BODY_NONE);
+		return;
+	}
+	if (route->statik != SYN_NONE) {
+		static_begin(w, c, buf, &req, route, (uint32_t)rc);
 		return;
 	}
 	c->upstream = route->upstream;
@@ -1244,7 +1373,7 @@ static void respond_error(struct syn_worker *w, struct syn_conn *c, int status, 
 		c->keepalive = 0;
 	c->status = (uint16_t)status;
 	c->resp_started = 1;
-	blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
+	blen = snprintf(body, sizeof(body), "%d %s\n", status, syn_reason_phrase(status));
 	o = (struct outbuf){c->tx, 0, c->tx_cap, 0};
 	ob_str(&o, c->version ? "HTTP/1.1 " : "HTTP/1.0 ");
 	ob_str(&o, body);
@@ -1391,6 +1520,15 @@ static void exchange_done(struct syn_worker *w, struct syn_conn *c, struct syn_c
 static void client_finish(struct syn_worker *w, struct syn_conn *c)
 {
 	request_done(w, c);
+	if (c->statik) {
+		syn_static_done(w, c);
+		c->statik = 0;
+		if (c->file_fd >= 0) {
+			close(c->file_fd);
+			c->file_fd = -1;
+		}
+		c->file_left = 0;
+	}
 	syn_alog_request(w, c);
 	if (c->body_held) { /* answered before the response took it */
 		rx_consume(w, c, c->body_held);
@@ -1561,12 +1699,12 @@ static void splice_in(struct syn_worker *w, struct syn_conn *s)
 		timer_set(w, s, TL_UPSTREAM, s->plan_read_timeout_ms);
 	else
 		timer_set(w, s, TL_CLIENT_BODY, s->plan->limits.client_body_timeout_ms);
-	w->io->splice(w, s, s->fd, w->pipes[s->pipe][1], len, s->fd, POLLIN, 1);
+	w->io->splice(w, s, s->fd, NULL, w->pipes[s->pipe][1], len, s->fd, POLLIN, 1);
 }
 
 static void splice_out(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
 {
-	w->io->splice(w, d, w->pipes[s->pipe][0], d->fd, s->pipe_bytes, d->fd, POLLOUT, 2);
+	w->io->splice(w, d, w->pipes[s->pipe][0], NULL, d->fd, s->pipe_bytes, d->fd, POLLOUT, 2);
 }
 
 /* Splicing wants both sockets non-blocking (the worker must never wait in
@@ -1661,6 +1799,10 @@ void proxy_on_splice(struct syn_worker *w, struct syn_conn *c, int res, int dir)
 
 	if (c->closing)
 		return;
+	if (c->file_fd >= 0) {
+		static_on_splice(w, c, res, dir);
+		return;
+	}
 	if (!p || c->state == CS_CLOSING) {
 		conn_close(w, c);
 		return;
@@ -2005,6 +2147,10 @@ void proxy_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 		return;
 	}
 	if (c->state == CS_RESPONDING && !p) { /* our own response went out */
+		if (c->file_left) {
+			static_next(w, c);
+			return;
+		}
 		client_finish(w, c);
 		return;
 	}
@@ -2173,6 +2319,9 @@ int proxy_worker_init(struct syn_worker *w)
 	w->max_clients = w->e->cfg.max_connections;
 	if (syn_alog_init(w))
 		return -ENOMEM;
+	w->files = syn_static_init();
+	if (!w->files)
+		return -ENOMEM;
 	/* slots are taken in order from conn_hwm, then from the free list:
 	 * the pages of slots never used are never touched */
 	w->free_head = SYN_NONE;
@@ -2196,6 +2345,8 @@ void proxy_worker_fini(struct syn_worker *w)
 	free(w->conns);
 	w->conns = NULL;
 	syn_alog_fini(w);
+	syn_static_fini(w->files);
+	w->files = NULL;
 	/* tx slabs were carved from chunks whose first slab address we do
 	 * not keep apart; they live until the process ends (one set per
 	 * worker, made while warming up) */

@@ -206,8 +206,8 @@ static void ur_write(struct syn_worker *w, int fd, const char *buf, uint32_t len
  * reported from the completion loop, never from inside the caller. */
 static int ur_splice_now(struct syn_conn *c, int r)
 {
-	ssize_t n = splice(c->spl[r].in, NULL, c->spl[r].out, NULL, c->spl[r].len,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	ssize_t n = splice(c->spl[r].in, (loff_t *)c->spl[r].off, c->spl[r].out, NULL,
+			   c->spl[r].len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
 	return n < 0 ? -errno : (int)n;
 }
@@ -222,8 +222,8 @@ static void ur_splice_wait(struct syn_worker *w, struct syn_conn *c, int r)
 	c->pending++;
 }
 
-static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, int fd_out, uint32_t len,
-		      int wait_fd, short wait_events, int role)
+static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, uint64_t *off_in,
+		      int fd_out, uint32_t len, int wait_fd, short wait_events, int role)
 {
 	struct io_uring_sqe *sqe;
 	int res, r = role - 1;
@@ -233,6 +233,7 @@ static void ur_splice(struct syn_worker *w, struct syn_conn *c, int fd_in, int f
 	c->spl[r].in = fd_in;
 	c->spl[r].out = fd_out;
 	c->spl[r].len = len;
+	c->spl[r].off = off_in;
 	w->stats->io_ops[4]++;
 	res = ur_splice_now(c, r);
 	if (res == -EAGAIN) {

@@ -732,7 +732,8 @@ class ProxySpec:
     upstreams: name -> list of servers (Backend, or dicts from Backend.server()), or
       name -> {"servers": [...], other keys of [upstreams.NAME]}
     route: with one upstream and no sites, the path of the default site's one route
-    sites: name -> {"hosts": [...], "routes": {path: upstream}, other keys of [sites.NAME]}
+    sites: name -> {"hosts": [...], "routes": {path: handler}, other keys of [sites.NAME]};
+      a handler is an upstream name, or a dict for a static route ({"root": DIR, ...})
     listeners: listener names; each gets a free port on 127.0.0.1
     sections: [server], [limits], [log] tables ({"workers": 1}, ...)
     """
@@ -743,14 +744,15 @@ class ProxySpec:
     listeners: tuple[str, ...] = ("http",)
     sections: dict = field(default_factory=dict)
 
-    def render(self, ports: dict[str, int], admin_port: int) -> str:
+    def render(self, ports: dict[str, int], admin_port: int, workdir: str = "") -> str:
         sections = {k: dict(v) for k, v in self.sections.items()}
         unknown = set(sections) - {"server", "limits", "log"}
         if unknown:
             raise TypeError(f"unknown config sections {sorted(unknown)}")
-        server = {"workers": 2, "user": pwd.getpwuid(os.getuid()).pw_name} | sections.get(
-            "server", {}
-        )
+        server = {"workers": 2, "user": pwd.getpwuid(os.getuid()).pw_name}
+        if workdir:  # compressed bodies of static files: not in /var/cache
+            server["cache_dir"] = os.path.join(workdir, "cache")
+        server |= sections.get("server", {})
         log = {"level": "info", "access": "off"} | sections.get("log", {})
         out = _table("server", server) + _table("admin", {"bind": f"{LOCALHOST}:{admin_port}"})
         out += _table("log", log)
@@ -773,10 +775,12 @@ class ProxySpec:
             site = dict(site)
             routes = site.pop("routes")
             out += _table(f"sites.{name}", site)
-            for path, upstream in routes.items():
+            for path, handler in routes.items():
+                # "NAME" routes to an upstream; {"root": DIR, ...} serves static files
+                key = "static" if isinstance(handler, dict) else "upstream"
                 out += [f"[[sites.{name}.routes]]"] + [
                     f"path = {toml_value(path)}",
-                    f"upstream = {toml_value(upstream)}",
+                    f"{key} = {toml_value(handler)}",
                 ]
         return "\n".join(out) + "\n"
 
@@ -896,7 +900,7 @@ class Proxy:
             if not hasattr(self.spec, k):
                 raise TypeError(f"unknown config part {k!r}")
             setattr(self.spec, k, v)
-        self.write_text(self.spec.render(self.ports, self.admin_port))
+        self.write_text(self.spec.render(self.ports, self.admin_port, self.workdir))
 
     def write_text(self, text: str, name: str = CONFIG_FILE) -> None:
         tmp = os.path.join(self.config_dir, f".{name}.tmp")

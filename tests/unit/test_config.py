@@ -137,7 +137,7 @@ def test_valid_config_loads(name):
 
 def test_minimal_config_gets_the_documented_defaults():
     cfg = config.load(CONFIGS / "valid" / "minimal")
-    assert cfg.server == config.Server("auto", "synapserve", 65536, "auto")
+    assert cfg.server == config.Server("auto", "synapserve", 65536, "auto", "/var/cache/synapserve")
     assert cfg.admin.bind == Address("127.0.0.1", 9180, "ipv4")
     assert cfg.log == config.Log("info", "/var/log/synapserve/access.log", "combined")
     assert cfg.limits == config.Limits(16384, 64, 100 * 1024**2, 10_000, 60_000, 75_000)
@@ -171,7 +171,7 @@ def test_minimal_config_gets_the_documented_defaults():
 def test_full_config_reads_every_key():
     full = CONFIGS / "valid" / "full"
     cfg = config.load(full)
-    assert cfg.server == config.Server(4, "www-data", 10000, "portable")
+    assert cfg.server == config.Server(4, "www-data", 10000, "portable", "/var/cache/synapserve")
     assert cfg.server.worker_count == 4
     assert cfg.admin.bind == Address("::1", 9190, "ipv6")
     assert cfg.log == config.Log("debug", "/var/log/synapserve/full.log", "json")
