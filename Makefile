@@ -35,7 +35,7 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser bench-proxy fmt lint clean deb test-deb
+        fuzz pytest test run bench bench-parser bench-proxy bench-static fmt lint clean deb test-deb
 
 all: native
 
@@ -153,13 +153,16 @@ run: native
 
 # ---- benchmarks -------------------------------------------------------------
 
-bench: bench-parser bench-proxy
+bench: bench-parser bench-proxy bench-static
 
 bench-parser: deps deps-bench
 	bash native/bench/bench_parser.sh
 
 bench-proxy: native
 	bash native/bench/proxy/bench_proxy.sh
+
+bench-static: native
+	bash native/bench/static/bench_static.sh
 
 # ---- style ------------------------------------------------------------------
 

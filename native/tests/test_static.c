@@ -127,16 +127,16 @@ static void test_dates(void)
 
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		syn_http_date(rows[i].t, buf);
-		CHECK(!strcmp(buf, rows[i].s), "%lld: \"%s\", want \"%s\"", (long long)rows[i].t, buf,
-		      rows[i].s);
+		CHECK(!strcmp(buf, rows[i].s), "%lld: \"%s\", want \"%s\"", (long long)rows[i].t,
+		      buf, rows[i].s);
 		CHECK(syn_http_date_parse(rows[i].s, strlen(rows[i].s)) == rows[i].t, "parse %s",
 		      rows[i].s);
 	}
 	/* every day for 200 years: format then parse gives the same second */
 	for (int64_t t = -86400LL * 365 * 20; t < 86400LL * 365 * 180; t += 86400 + 3607) {
 		syn_http_date(t, buf);
-		CHECK(syn_http_date_parse(buf, strlen(buf)) == t, "round trip %lld: %s", (long long)t,
-		      buf);
+		CHECK(syn_http_date_parse(buf, strlen(buf)) == t, "round trip %lld: %s",
+		      (long long)t, buf);
 	}
 	CHECK(syn_http_date_parse("Sunday, 06-Nov-94 08:49:37 GMT", 30) == -1, "RFC 850 ignored");
 	CHECK(syn_http_date_parse("Sun Nov  6 08:49:37 1994", 24) == -1, "asctime ignored");
