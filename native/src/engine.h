@@ -229,6 +229,8 @@ struct syn_conn {
 	int file_fd;              /* client: the file being spliced out, or -1 */
 	uint64_t file_off;        /* its offset and the bytes still to send */
 	uint64_t file_left;
+	uint8_t zc;     /* zero-copy sends: 0 not asked yet, 1 no, 2 yes (the engine's use) */
+	int32_t zc_res; /* the result of a zero-copy send awaiting its notification */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */

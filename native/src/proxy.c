@@ -286,6 +286,7 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->statik = 0;
 	c->file_fd = -1;
 	c->file_left = 0;
+	c->zc = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }

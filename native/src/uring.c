@@ -40,12 +40,19 @@ enum uring_op {
 	OP_SPLICE_WAIT2,
 	OP_SPLICE_DONE, /* c's splice was done at once: report it (+ role - 1) */
 	OP_SPLICE_DONE2,
+	OP_SEND_ZC,
 };
 
 #define UR_BGID       7
 #define UR_SQ_ENTRIES 1024
 #define UR_CQ_ENTRIES 16384
 #define UR_TICK_NS    50000000LL /* timers are checked at least this often */
+#define UR_ZC_MIN     16384      /* sends from this size on may go zero-copy */
+
+/* SYN_SEND_ZC: "off"; "auto" (the default: large sends to a peer that is
+ * not on this machine, since over loopback the kernel copies anyway, after
+ * the extra work of pinning); "always" (large sends to any peer: tests). */
+enum ur_zc_mode { UR_ZC_OFF = 0, UR_ZC_AUTO, UR_ZC_ALWAYS };
 
 struct uring_state {
 	struct io_uring ring;
@@ -59,6 +66,7 @@ struct uring_state {
 	uint32_t nchunks;
 	uint8_t has_buf_ring;
 	uint8_t has_multishot_accept;
+	uint8_t zc_mode; /* enum ur_zc_mode, UR_ZC_OFF when the kernel lacks SEND_ZC */
 	uint32_t nobufs; /* receives refused for want of a buffer since the last growth */
 };
 
@@ -167,15 +175,53 @@ static void ur_recv(struct syn_worker *w, struct syn_conn *c)
 	w->stats->io_ops[1]++;
 }
 
+/* May a large send on c go zero-copy?  Asked once per connection. */
+static int ur_zc_ok(struct syn_worker *w, struct syn_conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (ur(w)->zc_mode == UR_ZC_OFF)
+		return 0;
+	if (!c->zc) {
+		c->zc = 1;
+		if (ur(w)->zc_mode == UR_ZC_ALWAYS) {
+			c->zc = 2;
+		} else if (!getpeername(c->fd, (struct sockaddr *)&ss, &len)) {
+			const struct sockaddr_in *a4 = (const struct sockaddr_in *)&ss;
+			const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+			int local = ss.ss_family == AF_INET
+					    ? (ntohl(a4->sin_addr.s_addr) >> 24) == 127
+					    : ss.ss_family == AF_INET6 &&
+						      (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) ||
+						       (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) &&
+							a6->sin6_addr.s6_addr[12] == 127));
+
+			c->zc = local ? 1 : 2;
+		}
+	}
+	return c->zc == 2;
+}
+
+/* A zero-copy send completes twice: the result (flagged MORE), then a
+ * notification once the kernel has let go of the memory.  The logic hears
+ * of it only then, so that a buffer is never reused or given back to the
+ * ring while the NIC may still read it. */
 static void ur_send(struct syn_worker *w, struct syn_conn *c)
 {
 	struct io_uring_sqe *sqe = ur_sqe(w);
 
-	io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ur_data(OP_SEND, c->gen, conn_index(w, c)));
+	if (c->out_len >= UR_ZC_MIN && ur_zc_ok(w, c)) {
+		io_uring_prep_send_zc(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL, 0);
+		io_uring_sqe_set_data64(sqe, ur_data(OP_SEND_ZC, c->gen, conn_index(w, c)));
+		w->stats->io_ops[3]++;
+	} else {
+		io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ur_data(OP_SEND, c->gen, conn_index(w, c)));
+		w->stats->io_ops[2]++;
+	}
 	c->pending++;
 	c->sending = 1;
-	w->stats->io_ops[2]++;
 }
 
 static void ur_connect(struct syn_worker *w, struct syn_conn *c, const struct sockaddr *sa,
@@ -342,6 +388,10 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	c = conn_at(w, idx);
 	if ((c->gen & 0xffffff) != gen || c->kind == CONN_FREE)
 		return; /* stale: the slot was reused (cannot happen while pending counts) */
+	if (op == OP_SEND_ZC && (cqe->flags & IORING_CQE_F_MORE)) {
+		c->zc_res = cqe->res; /* the notification comes next */
+		return;
+	}
 	c->pending--;
 	switch (op) {
 	case OP_RECV:
@@ -357,6 +407,10 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	case OP_SEND:
 		c->sending = 0;
 		proxy_on_send(w, c, cqe->res);
+		break;
+	case OP_SEND_ZC: /* the notification, or a result that has none */
+		c->sending = 0;
+		proxy_on_send(w, c, (cqe->flags & IORING_CQE_F_NOTIF) ? c->zc_res : cqe->res);
 		break;
 	case OP_CONNECT:
 		proxy_on_connect(w, c, cqe->res);
@@ -397,16 +451,20 @@ static void ur_clock(struct syn_worker *w)
 	w->now_ms = w->now_us / 1000u;
 }
 
-static int ur_probe(struct uring_state *s)
+/* What the ring offers beyond the basics.  Multishot accept came in 5.19
+ * with the buffer ring: registering the buffer ring stands for both. */
+static void ur_probe(struct uring_state *s)
 {
 	struct io_uring_probe *probe = io_uring_get_probe_ring(&s->ring);
+	const char *mode = getenv("SYN_SEND_ZC");
 
 	if (!probe)
-		return 0;
-	/* multishot accept came in 5.19 with the buffer ring: the same probe
-	 * result, so buf ring registration success stands for both */
+		return;
+	if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
+		s->zc_mode = !mode || !strcmp(mode, "auto") ? UR_ZC_AUTO
+			     : !strcmp(mode, "always")      ? UR_ZC_ALWAYS
+							    : UR_ZC_OFF;
 	io_uring_free_probe(probe);
-	return 0;
 }
 
 int uring_worker_init(struct syn_worker *w)
