@@ -65,10 +65,32 @@ struct rt_static {
 	int root_fd; /* O_PATH directory */
 };
 
+/* A site's route prefixes as a path-compressed radix tree over bytes, laid
+ * out flat so a lookup touches few cache lines: nodes in one array, each
+ * node's children contiguous and sorted by the first byte of their edge,
+ * those first bytes in an array of their own (a child search reads bytes
+ * side by side, not 16-byte nodes), edge labels end to end in one arena.  Built at plan compile (route_tree.c), read-only afterwards and
+ * shared by every worker. */
+struct rt_rnode {
+	uint32_t label;     /* offset of the edge label in rt_rtree.labels */
+	uint16_t label_len; /* 0 only for the root */
+	uint16_t nchild;    /* up to 256: one per distinct next byte */
+	uint32_t child;     /* index of the first child */
+	uint32_t route;     /* index in the site's routes ending here, or SYN_NONE */
+};
+
+struct rt_rtree {
+	struct rt_rnode *nodes; /* [0] is the root: the empty prefix */
+	uint8_t *first;         /* first[i]: the first byte of node i's label */
+	char *labels;
+	uint32_t nnodes;
+};
+
 struct rt_site {
 	struct syn_plan_site cfg;
 	struct rt_route *routes; /* longest prefix first */
 	uint32_t nroutes;
+	struct rt_rtree tree; /* over routes[]; what syn_route_path() walks */
 };
 
 struct rt_host {
@@ -362,6 +384,10 @@ void syn_plan_free(struct rt_plan *rp);
 /* route.c: the site for a Host value (or -1), and the route for a path */
 int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint32_t listener_bit);
 const struct rt_route *syn_route_path(const struct rt_site *s, const char *path, size_t len);
+
+/* route_tree.c: the site's radix tree over its routes, at plan compile */
+int syn_route_tree_build(struct rt_site *s);
+void syn_route_tree_free(struct rt_site *s);
 
 /* static.c: the static file handler (docs/static-files.md) */
 struct syn_files;

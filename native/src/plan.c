@@ -214,9 +214,16 @@ static int plan_sites(struct rt_plan *rp, const struct syn_plan *p)
 		r->upstream = p->routes[i].upstream;
 		r->statik = p->routes[i].statik;
 	}
-	for (i = 0; i < p->nsites; i++)
+	for (i = 0; i < p->nsites; i++) {
+		int rc;
+
 		qsort(rp->sites[i].routes, rp->sites[i].nroutes, sizeof(struct rt_route),
 		      plan_route_cmp);
+		/* after the sort: the tree holds indices into routes[] */
+		rc = syn_route_tree_build(&rp->sites[i]);
+		if (rc)
+			return rc;
+	}
 
 	rp->hosts = calloc(p->nhosts ? p->nhosts : 1, sizeof(*rp->hosts));
 	if (!rp->hosts)
@@ -361,6 +368,7 @@ void syn_plan_free(struct rt_plan *rp)
 		for (j = 0; j < rp->sites[i].nroutes; j++)
 			free((char *)rp->sites[i].routes[j].path);
 		free(rp->sites[i].routes);
+		syn_route_tree_free(&rp->sites[i]);
 	}
 	free(rp->sites);
 	for (i = 0; i < rp->nhosts; i++)

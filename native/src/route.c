@@ -1,8 +1,9 @@
 /* native/src/route.c - the site for a Host, then the route for a path.
  *
  * Sites: exact host names (binary search), then "*.suffix" wildcards, most
- * specific first, then the "*" default site.  Routes: longest path prefix.
- * Per request, on the owning worker; reads the runtime plan only.
+ * specific first, then the "*" default site.  Routes: longest path prefix,
+ * by a walk down the site's radix tree (built in route_tree.c).  Per
+ * request, on the owning worker; reads the runtime plan only.
  */
 #include <string.h>
 
@@ -71,19 +72,51 @@ int syn_route_site(const struct rt_plan *rp, const char *host, size_t len, uint3
 	return bit < 64 ? rp->default_site[bit] : -1;
 }
 
-/* The longest route whose prefix starts the path (query excluded), or NULL. */
+/* The child of n whose label starts with c, or NULL.  Children are sorted
+ * by that byte: a few are scanned, a wide fan-out (the letters after "/")
+ * is halved down to a few first. */
+static const struct rt_rnode *route_child(const struct rt_rtree *t, const struct rt_rnode *n,
+					  uint8_t c)
+{
+	const uint8_t *f = t->first + n->child;
+	uint32_t lo = 0, hi = n->nchild;
+
+	while (hi - lo > 8) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (f[mid] == c)
+			return &t->nodes[n->child + mid];
+		if (f[mid] < c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < hi; lo++)
+		if (f[lo] == c)
+			return &t->nodes[n->child + lo];
+	return NULL;
+}
+
+/* The longest route whose prefix starts the path (query excluded), or NULL.
+ * One walk down the site's tree, remembering the last node a route ends
+ * at.  No route in the tree holds a '?' (route_tree.c), so the walk cannot
+ * match across the query and never has to look for it. */
 const struct rt_route *syn_route_path(const struct rt_site *s, const char *path, size_t len)
 {
-	const char *q = memchr(path, '?', len);
-	uint32_t i;
+	const struct rt_rtree *t = &s->tree;
+	const struct rt_rnode *n = t->nodes;
+	uint32_t best = SYN_NONE;
+	size_t pos = 0;
 
-	if (q)
-		len = (size_t)(q - path);
-	for (i = 0; i < s->nroutes; i++) {
-		const struct rt_route *r = &s->routes[i];
-
-		if (r->len <= len && !memcmp(path, r->path, r->len))
-			return r;
+	for (;;) {
+		if (n->route != SYN_NONE)
+			best = n->route;
+		if (pos == len || !(n = route_child(t, n, (uint8_t)path[pos])))
+			break;
+		if (n->label_len > len - pos ||
+		    memcmp(path + pos, t->labels + n->label, n->label_len))
+			break;
+		pos += n->label_len;
 	}
-	return NULL;
+	return best == SYN_NONE ? NULL : &s->routes[best];
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from harness import payload, payload_sha256
+
 from synapserve.native import probe_features
 
 pytestmark = pytest.mark.skipif(
