@@ -1,0 +1,343 @@
+"""The report of bench_static.sh: results.md (printed) and doc-section.md.
+
+Reads the results.tsv and syscalls.tsv the script wrote; everything else comes
+from the environment (see the end of bench_static.sh).  Standard library only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import sys
+
+SERVERS = ("synapserve", "nginx")
+SIZE_TITLES = {"1k": "1 KiB file", "1m": "1 MiB file"}
+# nginx's tuning per size by default (bench_static.sh), and what it does
+NGINX_DEFAULT = {
+    "1k": ("sendfile off;", "read into a buffer, head and body in one `writev`"),
+    "1m": ("sendfile on; tcp_nopush on;", "the file goes out with `sendfile`"),
+}
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def num(v: str | None) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def title(size: str) -> str:
+    return f"{SIZE_TITLES.get(size, size)}, {env('CONNS', '256')} connections"
+
+
+def tuning_note(size: str) -> str:
+    default, what = NGINX_DEFAULT[size]
+    if env(f"NGINX_{size.upper()}") == default:
+        return f"{what}; the faster variant at this size"
+    return f"**`BENCH_NGINX_{size.upper()}`**, not the default `{default}`"
+
+
+def measured(row: dict | None) -> bool:
+    return (
+        row is not None
+        and row["status"] in ("ok", "errors")
+        and num(row["rps"]) > 0
+        and num(row["total_us"]) > 0
+    )
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def load_rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def size_table(size: str, rows: dict, idle_max: float, level: str = "###") -> list[str]:
+    out = [
+        f"{level} {title(size)}",
+        "",
+        "| server | req/s | p50 ms | p99 ms | CPU µs/req user | sys | total | server CPU busy % "
+        "| peak RSS MiB | bytes/response | wrk µs/req | errors | other load % CPU | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for s in [s for s in SERVERS if s in rows]:
+        r = rows[s]
+        if measured(r):
+            cells = [
+                fmt(num(r["rps"]), 0),
+                fmt(num(r["p50_ms"]), 2),
+                fmt(num(r["p99_ms"]), 2),
+                *(fmt(num(r[k]), 2) for k in ("user_us", "sys_us", "total_us")),
+                fmt(num(r["total_us"]) * num(r["rps"]) / 1e4, 0),
+                fmt(num(r["hwm_kib"]) / 1024),
+                fmt(num(r["bytes_per_req"]), 0),
+                fmt(num(r["wrk_us"]), 2),
+            ]
+        else:
+            cells = [fmt(num(r["rps"]), 0)] + ["-"] * 9
+        others = r["others_pct"]
+        if others not in ("-", "") and num(others) > idle_max:
+            others = f"**{others}** (busy)"
+        out.append(
+            f"| {s} | " + " | ".join(cells) + f" | {r['errors']} | {others} | {r['status']} |"
+        )
+    syn, ngx = rows.get("synapserve"), rows.get("nginx")
+    if measured(syn) and measured(ngx):
+        cells = [
+            ratio(num(syn[k]), num(ngx[k]))
+            for k in ("rps", "p50_ms", "p99_ms", "user_us", "sys_us", "total_us")
+        ]
+        cells += ["", ratio(num(syn["hwm_kib"]), num(ngx["hwm_kib"]))]
+        out.append("| synapserve ÷ nginx | " + " | ".join(cells) + " | | | | | |")
+    out.append("")
+    return out
+
+
+def goals(by_size: dict, floor_1m: float, goal_1k: float) -> list[str]:
+    lines: list[str] = []
+
+    def line(met: bool | None, text: str) -> None:
+        mark = {True: "met", False: "**NOT met**", None: "not measured"}[met]
+        lines.append(f"- {mark}: {text}")
+
+    for size, rows in by_size.items():
+        syn, ngx = rows.get("synapserve"), rows.get("nginx")
+        if not measured(syn):
+            status = syn["status"] if syn else "not run"
+            line(None, f"{title(size)}: synapserve has no figures ({status})")
+            continue
+        t = num(syn["total_us"])
+        if size == "1k":
+            if measured(ngx):
+                a, b = num(syn["rps"]), num(ngx["rps"])
+                line(
+                    a >= 1.8 * b,
+                    f"{title(size)}: {a:,.0f} req/s = {a / b:.2f} x nginx's {b:,.0f} "
+                    "(goal >= 1.8 x)",
+                )
+            else:
+                line(None, f"{title(size)}: req/s against nginx (nginx not measured)")
+            line(
+                t <= goal_1k,
+                f"{title(size)}: CPU {t:.2f} µs per file (user {num(syn['user_us']):.2f}, "
+                f"system {num(syn['sys_us']):.2f}); goal <= {goal_1k:g}"
+                + (f"; nginx {num(ngx['total_us']):.2f}" if measured(ngx) else ""),
+            )
+        if size == "1m":
+            line(
+                t <= floor_1m * 1.1,
+                f"{title(size)}: CPU {t:.1f} µs per file = {t / floor_1m:.2f} x the "
+                f"{floor_1m:g} µs splice floor (goal within 10%: <= {floor_1m * 1.1:.1f})",
+            )
+            if measured(ngx):
+                b = num(ngx["total_us"])
+                line(
+                    t < b,
+                    f"{title(size)}: CPU {t:.1f} µs per file below nginx's {b:.1f} ({t / b:.2f} x)",
+                )
+            else:
+                line(None, f"{title(size)}: CPU against nginx (nginx not measured)")
+        if syn["errors"] != "-":
+            lines.append(f"  - synapserve's run had errors ({syn['errors']}): figures suspect")
+    return lines
+
+
+def main() -> int:
+    out_dir = env("BENCH_REPORT_OUT")
+    rows = load_rows(env("BENCH_REPORT_TSV"))
+    sysc = load_rows(env("BENCH_REPORT_SYSC")) if os.path.exists(env("BENCH_REPORT_SYSC")) else []
+    notes = []
+    if os.path.exists(env("BENCH_REPORT_NOTES")):
+        with open(env("BENCH_REPORT_NOTES")) as f:
+            notes = [x.rstrip("\n") for x in f if x.strip()]
+    floor_1m = num(env("FLOOR_1M", "92"))
+    goal_1k = num(env("GOAL_1K", "6"))
+    idle_max = num(env("IDLE_MAX", "15"))
+
+    by_size: dict[str, dict] = {}
+    for r in rows:
+        by_size.setdefault(r["size"], {})[r["server"]] = r
+
+    busy = [
+        f"{r['size']} {r['server']} ({r['others_pct']}%)"
+        for r in rows
+        if r["others_pct"] not in ("-", "") and num(r["others_pct"]) > idle_max
+    ]
+    steal = [
+        f"{r['size']} {r['server']} ({r['steal_pct']}%)"
+        for r in rows
+        if r["steal_pct"] not in ("-", "") and num(r["steal_pct"]) > 5
+    ]
+
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    head = [
+        f"Run {now}, {env('ELAPSED')} s; git {env('GIT_REV')}; "
+        + (f"{env('VER_SYN')}; " if env("VER_SYN") else "")
+        + f"nginx {env('VER_NGINX')}; wrk {env('VER_WRK')}.",
+        f"Machine: {env('NCPU')} x {env('CPU_MODEL')}, Linux {env('KERNEL')}. Server on CPU "
+        f"{env('SERVER_CPU')}, wrk (1 thread, {env('CONNS')} connections) on CPU "
+        f"{env('LOAD_CPU')}; {env('WARMUP')} s warm-up, then {env('DURATION')} s measured.",
+        f"Load: `{env('UPTIME_START').strip()}` at the start, "
+        f"`{env('UPTIME_END').strip()}` at the end (this includes the benchmark itself).",
+    ]
+    if env("SYN_CMD", ".venv/bin/synapserve") != ".venv/bin/synapserve":
+        head.append(f"**synapserve was run as `{env('SYN_CMD')}`**, not the tree's build.")
+    if busy:
+        head.append(
+            f"**The machine was not quiet** (other processes above {idle_max:g}% of a CPU) "
+            f"during: {', '.join(busy)}. Their req/s and latency are suspect; CPU per request "
+            "is less affected."
+        )
+    else:
+        head.append(
+            f"Other processes used at most {idle_max:g}% of a CPU during every measured run."
+        )
+    if steal:
+        head.append(f"Hypervisor steal above 5% during: {', '.join(steal)}.")
+
+    tables: list[str] = []
+    doc_tables: list[str] = []
+    for size, rs in by_size.items():
+        tables += size_table(size, rs, idle_max)
+        doc_tables += size_table(size, rs, idle_max, "####")
+
+    legend = [
+        "CPU µs/req: the server's utime and stime over the measured run (all threads; nginx: "
+        "master + worker) divided by the requests wrk completed. Peak RSS: VmHWM of the "
+        "process (nginx: its worker), the server started fresh for each size. Server CPU busy: "
+        "CPU µs/req x req/s, how much of its core the server used (well below 100%: the server "
+        "was not the bottleneck, wrk on the other core set the pace, and req/s says little "
+        "about the server). Bytes/response: what wrk read per response, head included. wrk "
+        "µs/req: what the client spent per request. Other load: CPU used by processes other "
+        "than the server and wrk during the run, in % of one CPU. Ratios: synapserve's figure "
+        "over nginx's (higher is better for req/s, lower for the rest).",
+    ]
+
+    goal_lines = goals(by_size, floor_1m, goal_1k)
+
+    extra = []
+    mem: list[str] = []
+    for r in rows:
+        if r["server"] == "synapserve" and r["extra"] not in ("-", ""):
+            extra.append(f"- {title(r['size'])}: synapserve {r['extra']}")
+        if r["server"] == "nginx" and r["extra"] not in ("-", ""):
+            mem.append(f"{title(r['size'])}: {r['extra']}")
+
+    sys_lines = []
+    if sysc:
+        sys_lines = [
+            f"### Syscalls per request (strace -c -f, {env('CONNS')} connections, 3 s)",
+            "",
+            "strace slows every server down a lot; only the counts per request matter here. "
+            "io_uring operations (synapserve's reads, sends and splices) are not syscalls of "
+            "their own: they show up as `io_uring_enter`.",
+            "",
+            "| server | file | requests | syscalls | per request | most frequent |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for s in sysc:
+            sys_lines.append(
+                f"| {s['server']} | {SIZE_TITLES.get(s['size'], s['size'])} | {s['requests']} "
+                f"| {s['syscalls']} | {s['per_request']} | {s['top']} |"
+            )
+        sys_lines.append("")
+
+    configs = [
+        "Configurations (written to build/bench-static/runs/, with each server's response "
+        "head as `SIZE-SERVER.head.txt`):",
+        '- synapserve: `workers = 1`, `max_connections = 4096`, `[log] access = "off"`, one '
+        'site `*` with one route `path = "/"`, `static = { root = DIR, compress = false }`.',
+        "- nginx: `worker_processes 1`, `access_log off`, `open_file_cache max=16 "
+        "inactive=600s` with `open_file_cache_valid 600s`, `keepalive_requests` 10^9, "
+        "`keepalive_timeout 300s`, `tcp_nodelay on`, `root DIR`; for 1 KiB "
+        f"`{env('NGINX_1K')}` ({tuning_note('1k')}), for 1 MiB `{env('NGINX_1M')}` "
+        f"({tuning_note('1m')}).",
+        "- The files: `/1k` (1024 bytes of base64 text) and `/1m` (1048576 random bytes), "
+        "from one temp directory, both served as `application/octet-stream`.",
+        f"- Floors (issue 5): a deliberately minimal io_uring server answering a fixed 1 KiB "
+        f"response took about 5 CPU µs (the goal is <= {goal_1k:g}), and sent a 1 MiB file "
+        f"with splice for about {floor_1m:g} (`BENCH_FLOOR_1M_US`).",
+    ]
+    if mem:
+        configs.append(
+            "- nginx's peak RSS in the tables is its worker's; its master's: "
+            + "; ".join(mem)
+            + "."
+        )
+
+    md = ["# Static files benchmark (bench_static.sh)", "", *head, "", *tables, *legend, ""]
+    md += ["## Goals", "", *goal_lines, ""]
+    if notes:
+        md += ["## Problems seen", "", *[f"- {n}" for n in notes], ""]
+    if extra or sys_lines:
+        md += ["## Where the CPU goes", ""]
+        if extra:
+            md += [*extra, ""]
+        md += sys_lines
+    md += ["## Setup", "", *configs, ""]
+    text = "\n".join(md)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(text)
+
+    doc = [
+        "## Static files: synapserve and nginx",
+        "",
+        "`make bench-static` (`bash native/bench/static/bench_static.sh`, part of `make bench`) "
+        "serves a 1 KiB and a 1 MiB file from a static route of synapserve and from Debian's "
+        "nginx in turn, each with one worker pinned to CPU 0, and loads them with wrk "
+        "(1 thread, 256 connections) pinned to CPU 1. Each server is started fresh for each "
+        "size, warmed up for 2 s, then measured for 10 s. The figure that survives a shared "
+        "machine best is the CPU microseconds per request (the server's own utime and stime "
+        "over the run); req/s and latency depend on the load generator's CPU too. The script "
+        "waits for a quiet machine before each run and marks runs during which other "
+        "processes used more CPU. Results: `build/bench-static/results.md`; every wrk "
+        "output, config, response head and server log: `build/bench-static/runs/`.",
+        "",
+        "Environment knobs: `BENCH_DURATION`, `BENCH_WARMUP`, `BENCH_SIZES` (default "
+        '`"1k 1m"`), `BENCH_SERVERS`, `BENCH_CONNS`, `BENCH_STRACE=0` (skip the syscall '
+        "counts), `BENCH_PORT_BASE` (default 27110), `BENCH_IDLE_MAX`, `BENCH_FLOOR_1M_US`, "
+        "`BENCH_NGINX_1K` / `BENCH_NGINX_1M` (other nginx variants); see the script's header.",
+        "",
+        *configs,
+        "",
+        "Commands each run uses (ports from 27110):",
+        "",
+        "```sh",
+        "taskset -c 0 .venv/bin/synapserve run --config-dir $T/conf          # :27110",
+        "taskset -c 0 nginx -p $T/ngx/ -c $T/ngx/nginx.conf                  # :27112",
+        "taskset -c 1 wrk -t1 -c256 -d2s http://127.0.0.1:PORT/1k            # warm-up",
+        "taskset -c 1 wrk -t1 -c256 -d10s --latency http://127.0.0.1:PORT/1k # measured",
+        "# around the measured run: /proc/PID/stat utime+stime, /proc/PID/status VmHWM",
+        "strace -c -f -p PID                                                 # syscalls/request",
+        "```",
+        "",
+        f"### Results ({now})",
+        "",
+        *head,
+        "",
+        *doc_tables,
+        *legend,
+        "",
+        *goal_lines,
+        "",
+    ]
+    with open(os.path.join(out_dir, "doc-section.md"), "w") as f:
+        f.write("\n".join(doc))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
