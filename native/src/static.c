@@ -29,6 +29,7 @@
 #define SF_REVALIDATE_MS 1000
 #define SF_BR_MIN        256 /* smaller files are not compressed (the control plane agrees) */
 #define SF_PATH_MAX      4096
+#define SF_BODY          4096 /* files up to this size are kept in memory too */
 
 enum sf_kind { SF_FREE = 0, SF_FILE, SF_DIR };
 enum sf_br { SF_BR_UNKNOWN = 0, SF_BR_NONE, SF_BR_HAVE };
@@ -44,6 +45,7 @@ struct sf_entry {
 	uint32_t hash, statik;
 	uint16_t plen;
 	uint8_t kind, br, compressible, etag_len, type_len;
+	uint8_t body_ok;  /* the file's bytes are in the table's body slot */
 	const char *type; /* in the plan's types */
 	char etag[48];    /* "ino-size-mtime", quotes included */
 	char lastmod[32];
@@ -52,6 +54,9 @@ struct sf_entry {
 
 struct syn_files {
 	struct sf_entry e[SF_ENTRIES];
+	/* the bytes of small files, a slot per entry: pages are touched only
+	 * as files are served, so an unused table costs address space only */
+	char body[SF_ENTRIES][SF_BODY];
 };
 
 struct syn_files *syn_static_init(void)
@@ -252,6 +257,8 @@ static int sf_errno_status(int err)
 	case ENOENT:
 	case ENOTDIR:
 	case ENAMETOOLONG:
+	case ENXIO: /* a socket, or a device without its driver: not a file to serve */
+	case ENODEV:
 		return 404;
 	case EXDEV: /* resolution would leave the root */
 	case ELOOP:
@@ -344,6 +351,7 @@ static int sf_fill(struct syn_worker *w, const struct rt_plan *rp, struct sf_ent
 	e->fd = fd;
 	e->br_fd = -1;
 	e->br = SF_BR_UNKNOWN;
+	e->body_ok = 0;
 	e->kind = S_ISDIR(sb.st_mode) ? SF_DIR : SF_FILE;
 	e->ino = (uint64_t)sb.st_ino;
 	e->dev = (uint64_t)sb.st_dev;
@@ -408,6 +416,12 @@ static struct sf_entry *sf_get(struct syn_worker *w, const struct rt_plan *rp, u
 		e->kind = SF_FREE;
 		e->fd = -1;
 		return NULL;
+	}
+	if (e != spare && e->kind == SF_FILE && e->size <= SF_BODY) {
+		/* once per file: requests copy from memory, with no read */
+		char *body = w->files->body[e - w->files->e];
+
+		e->body_ok = pread(e->fd, body, e->size, 0) == (ssize_t)e->size;
 	}
 	return e;
 }
@@ -881,9 +895,13 @@ again:
 		return status;
 	}
 	if (len <= (uint64_t)(cap - o.len)) {
-		/* small: read beside the head, one send for both */
+		/* small: beside the head, one send for both */
 		uint64_t got = 0;
 
+		if (f->body_ok && !br) {
+			memcpy(out + o.len, w->files->body[f - w->files->e] + off, len);
+			got = len;
+		}
 		while (got < len) {
 			ssize_t k = pread(fd, out + o.len + got, len - got, (off_t)(off + got));
 
