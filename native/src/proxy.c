@@ -1712,12 +1712,11 @@ static void splice_out(struct syn_worker *w, struct syn_conn *s, struct syn_conn
  * splice(2)); the rest of the time they are blocking, as io_uring prefers. */
 static void set_nonblock(struct syn_conn *c, int on)
 {
-	int fl;
-
 	if (c->nonblock == on)
 		return;
-	fl = fcntl(c->fd, F_GETFL);
-	if (fl >= 0 && !fcntl(c->fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK))
+	/* our sockets carry no other status flag F_SETFL can change (O_APPEND,
+	 * O_ASYNC, O_DIRECT, O_NOATIME), so no F_GETFL first: one call a switch */
+	if (!fcntl(c->fd, F_SETFL, on ? O_NONBLOCK : 0))
 		c->nonblock = (uint8_t)on;
 }
 
