@@ -51,6 +51,10 @@ struct syn_engine *syn_engine_create(const struct syn_engine_config *cfg, char *
 			SYN_MAX_WORKERS);
 		return NULL;
 	}
+	/* SYN_STATIC_OPENAT2=off: the static handler's fallback for systems
+	 * without openat2, on one that has it (tests) */
+	if (getenv("SYN_STATIC_OPENAT2") && !strcmp(getenv("SYN_STATIC_OPENAT2"), "off"))
+		syn_static_no_openat2();
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		eng_err(err, errlen, "engine: out of memory");

@@ -62,7 +62,9 @@ struct rt_route {
 struct rt_static {
 	struct syn_plan_static cfg;
 	uint32_t index_len;
-	int root_fd; /* O_PATH directory */
+	int root_fd;             /* O_PATH directory */
+	char real[SYN_ROOT_MAX]; /* its real path: where openat2 is missing, what an open */
+	size_t real_len;         /* file's /proc/self/fd link must start with */
 };
 
 /* A site's route prefixes as a path-compressed radix tree over bytes, laid
@@ -408,6 +410,7 @@ int syn_static_range(const char *p, size_t n, uint64_t size, uint64_t *off, uint
 void syn_http_date(int64_t t, char *out);
 int64_t syn_http_date_parse(const char *p, size_t n);
 const char *syn_reason_phrase(int status);
+void syn_static_no_openat2(void);
 
 /* proxy.c: completions from the I/O engine */
 void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);

@@ -299,12 +299,23 @@ static int plan_statics(struct rt_plan *rp, const struct syn_plan *p)
 		return -ENOMEM;
 	for (i = 0; i < p->nstatics; i++) {
 		struct rt_static *st = &rp->statics[i];
+		char *real;
 
 		st->cfg = p->statics[i];
 		st->index_len = (uint32_t)strlen(st->cfg.index);
 		st->root_fd = open(st->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (st->root_fd < 0)
 			return -errno;
+		real = realpath(st->cfg.root, NULL);
+		if (!real)
+			return -errno;
+		st->real_len = strlen(real);
+		if (st->real_len >= sizeof(st->real)) {
+			free(real);
+			return -ENAMETOOLONG;
+		}
+		memcpy(st->real, real, st->real_len + 1);
+		free(real);
 		rp->nstatics++;
 	}
 	memcpy(rp->mimes, p->mimes, p->nmimes * sizeof(*rp->mimes));

@@ -274,6 +274,31 @@ static int sf_errno_status(int err)
 	}
 }
 
+/* 0 once openat2 turned out to be missing (a kernel before 5.6, or a
+ * seccomp filter that does not know it): from then on, the fallback. */
+static _Atomic int sf_have_openat2 = 1;
+
+/* Without openat2: open through the symlinks, then make sure that what was
+ * opened lies beneath the root (the path has no ".." left: only a symlink
+ * can lead out). */
+static int sf_open_checked(const struct rt_static *st, const char *rel, int flags)
+{
+	char proc[32], real[SF_PATH_MAX];
+	int fd = openat(st->root_fd, rel, flags);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, real, sizeof(real) - 1);
+	if (n < 0 || (size_t)n < st->real_len || memcmp(real, st->real, st->real_len) ||
+	    (st->real_len > 1 && (size_t)n > st->real_len && real[st->real_len] != '/')) {
+		close(fd);
+		return n < 0 ? -EACCES : -EXDEV;
+	}
+	return fd;
+}
+
 /* Open rel beneath the root: the kernel refuses any step (a "..", or a
  * symlink, absolute or relative) that would leave it.  O_NONBLOCK so that
  * a FIFO does not block the worker before fstat turns it away. */
@@ -283,9 +308,22 @@ static int sf_open(const struct rt_static *st, const char *rel)
 		.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
-	long fd = syscall(SYS_openat2, st->root_fd, rel, &how, sizeof(how));
+	long fd;
 
+	if (!atomic_load_explicit(&sf_have_openat2, memory_order_relaxed))
+		return sf_open_checked(st, rel, (int)how.flags);
+	fd = syscall(SYS_openat2, st->root_fd, rel, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) {
+		atomic_store_explicit(&sf_have_openat2, 0, memory_order_relaxed);
+		return sf_open_checked(st, rel, (int)how.flags);
+	}
 	return fd < 0 ? -errno : (int)fd;
+}
+
+/* For tests: use the fallback from now on. */
+void syn_static_no_openat2(void)
+{
+	atomic_store_explicit(&sf_have_openat2, 0, memory_order_relaxed);
 }
 
 /* Content type by the extension of the last segment of rel. */

@@ -233,6 +233,40 @@ check_edit_applies() {
 	metric_is synapserve_config_last_reload_successful 1
 }
 
+# A static route with compress = true under the unit's sandbox: the Brotli body
+# is made in the unit's CacheDirectory (/var/cache/synapserve), owned by the
+# service user, and served; then the upstream site comes back.
+serves_br() {
+	curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1/pkg.css |
+		grep -qi '^content-encoding: br'
+}
+
+check_static_files_compressed() {
+	mkdir -p /srv/pkgtest-static
+	for i in $(seq 1 40); do printf '.pkg%d { color: red; margin: 0 auto; }\n' "$i"; done \
+		>/srv/pkgtest-static/pkg.css
+	write_site '[sites.pkgtest]
+hosts = ["*"]
+[[sites.pkgtest.routes]]
+path = "/"
+static = { root = "/srv/pkgtest-static", compress = true }'
+	if ! wait_for 20 serves_br; then
+		curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1/pkg.css
+		ls -la /var/cache/synapserve /var/cache/synapserve/br /srv/pkgtest-static
+		stat /srv/pkgtest-static/pkg.css
+		write_site "$GOOD_SITE"
+		return 1
+	fi
+	expect "identity body" "$(body_of http://127.0.0.1/pkg.css | sha256sum)" \
+		"$(sha256sum </srv/pkgtest-static/pkg.css)"
+	ls -l /var/cache/synapserve/br
+	[ "$(stat -c %U /var/cache/synapserve/br)" = synapserve ]
+	[ -n "$(ls /var/cache/synapserve/br)" ]
+	metric synapserve_static_compressed_total 'site="pkgtest",result="hit"'
+	write_site "$GOOD_SITE"
+	wait_for 20 serves_upstream
+}
+
 check_broken_edit_keeps_serving() {
 	local pid
 	pid=$(mainpid)
@@ -389,6 +423,7 @@ run systemctl-reload check_systemctl_reload
 run synapserve-reload-and-post-reload check_reload_commands
 run access-log-and-logrotate-reopen check_access_log_and_logrotate
 run metrics check_metrics
+run static-files-compressed-under-unit check_static_files_compressed
 run systemctl-restart check_systemctl_restart
 run upgrade-keeps-edited-conffile-and-restarts check_upgrade_keeps_conffile
 run remove-stops-service check_remove_stops
