@@ -241,7 +241,23 @@ serves_br() {
 		grep -qi '^content-encoding: br'
 }
 
+static_checks() {
+	if ! wait_for 20 serves_br; then
+		curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1/pkg.css
+		ls -la /var/cache/synapserve /var/cache/synapserve/br
+		return 1
+	fi
+	expect "identity body" "$(body_of http://127.0.0.1/pkg.css | sha256sum)" \
+		"$(sha256sum </srv/pkgtest-static/pkg.css)"
+	ls -l /var/cache/synapserve/br
+	expect "owner of the cache" "$(stat -c %U /var/cache/synapserve/br)" synapserve
+	expect "a body in the cache" "$(ls /var/cache/synapserve/br | wc -l)" 1
+	curl -s "$ADMIN/metrics" | grep '^synapserve_static_'
+	curl -s "$ADMIN/metrics" | grep -q '^synapserve_static_compressed_total{.*result="hit".*} [1-9]'
+}
+
 check_static_files_compressed() {
+	local rc=0
 	mkdir -p /srv/pkgtest-static
 	for i in $(seq 1 40); do printf '.pkg%d { color: red; margin: 0 auto; }\n' "$i"; done \
 		>/srv/pkgtest-static/pkg.css
@@ -250,21 +266,10 @@ hosts = ["*"]
 [[sites.pkgtest.routes]]
 path = "/"
 static = { root = "/srv/pkgtest-static", compress = true }'
-	if ! wait_for 20 serves_br; then
-		curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1/pkg.css
-		ls -la /var/cache/synapserve /var/cache/synapserve/br /srv/pkgtest-static
-		stat /srv/pkgtest-static/pkg.css
-		write_site "$GOOD_SITE"
-		return 1
-	fi
-	expect "identity body" "$(body_of http://127.0.0.1/pkg.css | sha256sum)" \
-		"$(sha256sum </srv/pkgtest-static/pkg.css)"
-	ls -l /var/cache/synapserve/br
-	[ "$(stat -c %U /var/cache/synapserve/br)" = synapserve ]
-	[ -n "$(ls /var/cache/synapserve/br)" ]
-	metric synapserve_static_compressed_total 'site="pkgtest",result="hit"'
+	static_checks || rc=$?
 	write_site "$GOOD_SITE"
 	wait_for 20 serves_upstream
+	return $rc
 }
 
 check_broken_edit_keeps_serving() {
