@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # native/bench/static/bench_static.sh - synapserve's static-file handler
-# against Debian's nginx, serving a 1 KiB and a 1 MiB file (`make bench`,
-# issue 5).
+# against Debian's nginx and a floor, serving a 1 KiB and a 1 MiB file
+# (`make bench`, issue 5).
 #
-# Both servers serve /1k and /1m (1024 and 1048576 bytes) from one temp
+# The servers serve /1k and /1m (1024 and 1048576 bytes) from one temp
 # directory, with one worker pinned to BENCH_SERVER_CPU; wrk (1 thread) runs on
 # BENCH_LOAD_CPU.  Each server is started fresh for each size, in the
 # configuration an expert would deploy for it:
@@ -13,6 +13,12 @@
 #               keepalive_requests 10^9; for 1 KiB `sendfile off` (read into
 #               a buffer, head and body in one writev), for 1 MiB `sendfile on`
 #               + `tcp_nopush on`: the faster of the two for each size.
+#   floor       floor.c (built here with gcc -O2 into OUT/floor): the issue's
+#               "deliberately minimal io_uring server", one thread: for 1 KiB
+#               a fixed prebuilt response with one send, for 1 MiB the head
+#               and then the file by IORING_OP_SPLICE through a pipe.  The
+#               goals are judged against its figures from the same run (the
+#               issue's floors were measured on another day).
 # Per server and size: a warm-up run, then a timed wrk run (BENCH_CONNS
 # connections, --latency); around the timed run it reads the server's CPU
 # time (whole process: every thread, and nginx's master + worker) from
@@ -25,24 +31,28 @@
 #
 # Output: build/bench-static/results.md (printed), results.tsv, syscalls.tsv,
 # doc-section.md (the section for docs/benchmarks.md), runs/ (every wrk
-# output, server stderr, config, response heads).  Installs nginx and wrk
-# when missing (root or sudo).
+# output, server stderr, config, response heads), floor (the binary).
+# Installs nginx and wrk (and gcc and liburing-dev for the floor) when
+# missing (root or sudo).
 #
 # Environment: BENCH_DURATION (10 s), BENCH_WARMUP (2 s), BENCH_SERVER_CPU (0),
 # BENCH_LOAD_CPU (1), BENCH_SIZES ("1k 1m"), BENCH_CONNS (256),
-# BENCH_SERVERS ("synapserve nginx"), BENCH_STRACE (1; 0 skips the syscall
-# counts), BENCH_PORT_BASE (27110; uses 3 ports from there), BENCH_IDLE_MAX
-# (15: % of one CPU used by other processes above which a run waits, and is
-# marked), BENCH_IDLE_WAIT (20 s at most per run), BENCH_WAIT_BUDGET (200 s:
-# no more waiting after the bench has run this long), BENCH_RETRY_BUDGET
-# (150 s: a run during which others were busy is repeated once while the
-# bench has run for less than this), BENCH_FLOOR_1M_US (92: CPU us per 1 MiB
-# file of a minimal io_uring splice server), BENCH_GOAL_1K_US (6: the goal for
-# CPU us per 1 KiB file; the minimal io_uring server took about 5),
-# BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT,
-# BENCH_SYN_CMD (.venv/bin/synapserve: the command that runs synapserve);
-# BENCH_NGINX_1K and BENCH_NGINX_1M replace nginx's per-size tuning (to try
-# other variants, e.g. BENCH_NGINX_1K="sendfile on; tcp_nopush on;").
+# BENCH_SERVERS ("synapserve nginx floor"), BENCH_STRACE (1; 0 skips the
+# syscall counts), BENCH_PORT_BASE (27110; uses 4 ports from there),
+# BENCH_IDLE_MAX (15: % of one CPU used by other processes above which a run
+# waits, and is marked), BENCH_IDLE_WAIT (20 s at most per run),
+# BENCH_WAIT_BUDGET (200 s: no more waiting after the bench has run this
+# long), BENCH_RETRY_BUDGET (150 s: a run during which others were busy is
+# repeated once while the bench has run for less than this),
+# BENCH_FLOOR_1M_US (92: the issue's CPU us per 1 MiB file of the minimal
+# splice server, measured on another day; used only when the floor is not
+# run), BENCH_GOAL_1K_US (6: the issue's goal for CPU us per 1 KiB file) and
+# BENCH_FLOOR_1K_US (5: the issue's floor for it; with the floor measured,
+# the goal is the measured floor x GOAL_1K / FLOOR_1K), BENCH_NO_BUILD (1: do
+# not run `make native`), BENCH_OUT, BENCH_SYN_CMD (.venv/bin/synapserve: the
+# command that runs synapserve); BENCH_NGINX_1K and BENCH_NGINX_1M replace
+# nginx's per-size tuning (to try other variants, e.g.
+# BENCH_NGINX_1K="sendfile on; tcp_nopush on;").
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
@@ -59,7 +69,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SIZES=${BENCH_SIZES:-"1k 1m"}
 CONNS=${BENCH_CONNS:-256}
-SERVERS=${BENCH_SERVERS:-"synapserve nginx"}
+SERVERS=${BENCH_SERVERS:-"synapserve nginx floor"}
 STRACE=${BENCH_STRACE:-1}
 PORT_BASE=${BENCH_PORT_BASE:-27110}
 IDLE_MAX=${BENCH_IDLE_MAX:-15}
@@ -68,6 +78,7 @@ RETRY_BUDGET=${BENCH_RETRY_BUDGET:-150}
 WAIT_BUDGET=${BENCH_WAIT_BUDGET:-200}
 FLOOR_1M=${BENCH_FLOOR_1M_US:-92}
 GOAL_1K=${BENCH_GOAL_1K_US:-6}
+FLOOR_1K=${BENCH_FLOOR_1K_US:-5}
 OUT=${BENCH_OUT:-build/bench-static}
 SYN_CMD=${BENCH_SYN_CMD:-.venv/bin/synapserve}
 NGINX_1K=${BENCH_NGINX_1K:-"sendfile off;"}
@@ -76,6 +87,7 @@ NGINX_1M=${BENCH_NGINX_1M:-"sendfile on; tcp_nopush on;"}
 SYN_PORT=$PORT_BASE
 SYN_ADMIN=$((PORT_BASE + 1))
 NGX_PORT=$((PORT_BASE + 2))
+FLOOR_PORT=$((PORT_BASE + 3))
 
 HZ=$(getconf CLK_TCK)
 START_TIME=$(date +%s)
@@ -90,7 +102,7 @@ for s in $SIZES; do
 	case $s in 1k | 1m) ;; *) die "unknown size $s (1k or 1m)" ;; esac
 done
 for s in $SERVERS; do
-	case $s in synapserve | nginx) ;; *) die "unknown server $s (synapserve or nginx)" ;; esac
+	case $s in synapserve | nginx | floor) ;; *) die "unknown server $s (synapserve, nginx or floor)" ;; esac
 done
 
 # ---- what is needed, installed when absent ---------------------------------
@@ -112,6 +124,12 @@ if [ "$STRACE" = 1 ] && ! command -v strace >/dev/null 2>&1; then
 	missing+=(strace)
 fi
 [ -x /usr/bin/time ] || missing+=(time)
+case " $SERVERS " in
+*" floor "*)
+	command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+	[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+	;;
+esac
 installed_now=()
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
@@ -167,7 +185,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [ "$NOFILE" -ge 4096 ] || die "ulimit -n is $NOFILE; need >= 4096"
 
-for p in $SYN_PORT $SYN_ADMIN $NGX_PORT; do
+for p in $SYN_PORT $SYN_ADMIN $NGX_PORT $FLOOR_PORT; do
 	if ss -Htln "sport = :$p" | grep -q .; then
 		die "port $p is in use (set BENCH_PORT_BASE)"
 	fi
@@ -185,6 +203,15 @@ NOTES=$ROOT/$OUT/notes.txt
 : >"$NOTES"
 printf 'size\tserver\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\terrors\tothers_pct\tsteal_pct\tbytes_per_req\twrk_us\textra\n' >"$TSV"
 printf 'server\tsize\trequests\tsyscalls\tper_request\ttop\n' >"$SYSC"
+
+FLOOR_BIN=$ROOT/$OUT/floor
+case " $SERVERS " in
+*" floor "*)
+	log "gcc floor.c"
+	gcc -std=c11 -O2 -Wall -Wextra -o "$FLOOR_BIN" native/bench/static/floor.c -luring >&2 ||
+		die "building native/bench/static/floor.c failed"
+	;;
+esac
 
 PIDS=()
 cleanup() {
@@ -368,6 +395,15 @@ start_server() {
 		SERVER_URL=http://127.0.0.1:$NGX_PORT
 		PIDS+=("$SERVER_PID")
 		;;
+	floor)
+		local mode=small
+		[ "$2" = 1m ] && mode=splice
+		echo "$FLOOR_BIN $FLOOR_PORT $WWW/$2 $mode" >"$RUNS/$2-floor.cmd"
+		taskset -c "$SERVER_CPU" "$FLOOR_BIN" "$FLOOR_PORT" "$WWW/$2" "$mode" >"$d/stderr" 2>&1 &
+		SERVER_PID=$!
+		SERVER_URL=http://127.0.0.1:$FLOOR_PORT
+		PIDS+=("$SERVER_PID")
+		;;
 	esac
 	wait_http "$SERVER_URL/$2" "$want" || return 1
 	# the right bytes, and the head each server sends (bytes per response)
@@ -525,6 +561,10 @@ measure_once() { # size server: one row into $ROW
 	if [ "$sv" = nginx ]; then
 		extra="master VmHWM $(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo ?) KiB"
 	fi
+	if [ "$sv" = floor ]; then
+		# its splices run in io-wq workers, threads of its own
+		extra="threads at the end of the run: $(awk '/^Threads:/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo ?)"
+	fi
 	[ "$sv" = synapserve ] && c2=$(syn_counters)
 	read -r wu ws <"$d/wrk.time"
 	read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
@@ -657,8 +697,8 @@ ELAPSED=$(($(date +%s) - START_TIME))
 # ---- the report -------------------------------------------------------------------
 
 export BENCH_REPORT_TSV=$TSV BENCH_REPORT_SYSC=$SYSC BENCH_REPORT_NOTES=$NOTES
-export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1M GOAL_1K IDLE_MAX DURATION WARMUP SERVER_CPU LOAD_CPU
-export CONNS ELAPSED UPTIME_START UPTIME_END SYN_CMD NGINX_1K NGINX_1M
+export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1M FLOOR_1K GOAL_1K IDLE_MAX DURATION WARMUP SERVER_CPU LOAD_CPU
+export CONNS ELAPSED UPTIME_START UPTIME_END SYN_CMD NGINX_1K NGINX_1M SERVERS
 # (wrk -v exits with 1)
 VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //' || true)"
 VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }' || true)"
