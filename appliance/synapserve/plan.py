@@ -8,7 +8,6 @@ and its pooled connections, when it is matched by upstream name and address.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -18,6 +17,11 @@ from synapserve.config import Address, Config
 from synapserve.native import ffi, lib
 
 BALANCE = {"round_robin": 0, "least_conn": 1, "ip_hash": 2, "random": 3, "ewma": 4}
+try:  # BLAKE2 without hashlib, which loads OpenSSL's libcrypto (3.5 MiB of RSS)
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b as _blake2b
+
 UINT64_MAX = (1 << 64) - 1
 UINT32_NONE = (1 << 32) - 1  # syn_plan_route.statik of an upstream route
 
@@ -92,7 +96,7 @@ def server_key(upstream: str, addr: Address) -> tuple[str, str]:
 
 def server_id(addr: Address) -> int:
     """A stable identity for ip_hash: the same on every machine with the same config."""
-    return int.from_bytes(hashlib.blake2b(str(addr).encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(_blake2b(str(addr).encode(), digest_size=8).digest(), "little")
 
 
 def _fill_addr(dst, addr: Address) -> None:

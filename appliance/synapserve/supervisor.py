@@ -23,7 +23,6 @@ from synapserve import config as config_mod
 from synapserve import mime, privileges
 from synapserve import plan as plan_mod
 from synapserve.admin import AdminServer
-from synapserve.health import HealthChecker
 from synapserve.native import Engine, EngineError
 from synapserve.reload import describe_changes
 from synapserve.watch import ConfigWatcher
@@ -111,7 +110,8 @@ class Supervisor:
         self.last_success_ts = 0.0
         self.lock = threading.Lock()  # reloads vs. admin readers
         self.admin: AdminServer | None = None
-        self.health: HealthChecker | None = None
+        self.health = None  # a HealthChecker once an upstream has checks (asyncio: memory)
+        self.started = False
         self.watcher: ConfigWatcher | None = None
         self.static: cache_mod.StaticFiles | None = None
         self.cache_dir = ""  # prepared cache_dir, "" when none is usable
@@ -143,7 +143,6 @@ class Supervisor:
             self.engine = Engine(cfg.server.worker_count, cfg.server.max_connections)
         except EngineError as e:
             raise StartError(str(e)) from None
-        self.health = HealthChecker(self.engine, self._on_health_change)
         self.watcher = ConfigWatcher(self.config_dir, lambda: self.events.put(("reload", "watch")))
         self.static = cache_mod.StaticFiles(self.engine.static_changed)
         self._prepare_cache(cfg)  # while root: it may have to be made and given away
@@ -162,7 +161,9 @@ class Supervisor:
         self.admin.start()
         self.watcher.start()
         self.static.start()
-        self.health.start()
+        if self.health:
+            self.health.start()
+        self.started = True
         log.info(
             "serving: %s; admin on %s; %d worker(s); %s",
             cfg.summary(),
@@ -247,7 +248,14 @@ class Supervisor:
         wanted = {str(a) for lst in cfg.listeners.values() for a in lst.binds}
         for key in [k for k in self.sockets if k not in wanted]:
             self.retired[key] = self.sockets.pop(key)
-        self.health.configure(cfg, plan)
+        if self.health is None and any(u.health for u in cfg.upstreams.values()):
+            from synapserve.health import HealthChecker  # asyncio, ssl: only when checking
+
+            self.health = HealthChecker(self.engine, self._on_health_change)
+            if self.started:
+                self.health.start()
+        if self.health:
+            self.health.configure(cfg, plan)
 
     # ---- the loop -----------------------------------------------------------
 
