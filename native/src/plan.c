@@ -318,7 +318,8 @@ static int plan_statics(struct rt_plan *rp, const struct syn_plan *p)
 		free(real);
 		rp->nstatics++;
 	}
-	memcpy(rp->mimes, p->mimes, p->nmimes * sizeof(*rp->mimes));
+	if (p->nmimes) /* memcpy from NULL is undefined even for 0 bytes */
+		memcpy(rp->mimes, p->mimes, p->nmimes * sizeof(*rp->mimes));
 	rp->nmimes = p->nmimes;
 	rp->cache_fd = -1;
 	if (p->cache_dir[0]) /* compression is off without it: no error */
