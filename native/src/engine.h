@@ -405,6 +405,7 @@ int syn_static_answer(struct syn_worker *w, struct syn_conn *c, const struct rt_
 		      const char *buf, const struct syn_h1_request *req, char *out, uint32_t cap,
 		      struct syn_static_answer *a);
 void syn_static_done(struct syn_worker *w, const struct syn_conn *c);
+void syn_static_sweep(struct syn_worker *w, const struct rt_plan *rp);
 int syn_static_normalize(const char *p, size_t n, char *out, size_t cap, size_t *outlen);
 int syn_static_range(const char *p, size_t n, uint64_t size, uint64_t *off, uint64_t *len);
 void syn_http_date(int64_t t, char *out);

@@ -2257,6 +2257,7 @@ void proxy_adopt_plan(struct syn_worker *w, struct rt_plan *rp)
 	w->plan = rp;
 	if (old)
 		atomic_store_explicit(&old->left[w->id], 1, memory_order_release);
+	syn_static_sweep(w, rp); /* files held for the old plan's roots are let go */
 
 	for (i = 0; i < w->naccepts; i++)
 		w->accepts[i].wanted = 0;

@@ -53,6 +53,7 @@ struct sf_entry {
 };
 
 struct syn_files {
+	uint64_t swept_gen; /* the change counter at the last sweep */
 	struct sf_entry e[SF_ENTRIES];
 	/* the bytes of small files, a slot per entry: pages are touched only
 	 * as files are served, so an unused table costs address space only */
@@ -406,6 +407,35 @@ static int sf_fill(struct syn_worker *w, const struct rt_plan *rp, struct sf_ent
 	return 0;
 }
 
+/* Something changed under a root, or the plan did: look at every entry held
+ * again, and let go of those whose file is gone or changed (a deleted file
+ * would otherwise keep its disk space until its slot was reused). */
+void syn_static_sweep(struct syn_worker *w, const struct rt_plan *rp)
+{
+	uint64_t gen = atomic_load_explicit(&w->e->static_gen, memory_order_acquire);
+	struct stat sb;
+	uint32_t i;
+
+	if (!w->files)
+		return;
+	w->files->swept_gen = gen;
+	for (i = 0; i < SF_ENTRIES; i++) {
+		struct sf_entry *e = &w->files->e[i];
+
+		if (e->kind == SF_FREE)
+			continue;
+		if (e->plan_gen != rp->generation || e->statik >= rp->nstatics ||
+		    fstatat(rp->statics[e->statik].root_fd, e->path, &sb, 0) || !sf_same(e, &sb)) {
+			sf_drop(e);
+			continue;
+		}
+		e->change_gen = gen;
+		e->checked_ms = w->now_ms;
+		if (e->br == SF_BR_NONE)
+			e->br = SF_BR_UNKNOWN; /* its body may be ready now */
+	}
+}
+
 /* The entry for rel (n bytes, NUL-terminated) under static root `statik`:
  * from the table when it is still the same file, else opened again.  A path
  * too long for the table uses *spare, which the caller closes.  NULL with
@@ -420,6 +450,8 @@ static struct sf_entry *sf_get(struct syn_worker *w, const struct rt_plan *rp, u
 	struct stat sb;
 	int fd;
 
+	if (gen != w->files->swept_gen)
+		syn_static_sweep(w, rp);
 	if (n < SF_PATH) {
 		e = &w->files->e[h & (SF_ENTRIES - 1)];
 		if (e->kind != SF_FREE && e->hash == h && e->statik == statik && e->plen == n &&

@@ -1094,6 +1094,35 @@ def test_downloads_abandoned_midway_leave_no_descriptor_behind(synapserve, tmp_p
         assert d.hexdigest() == sha
 
 
+def test_a_deleted_file_is_let_go_by_the_worker(synapserve, tmp_path):
+    """The worker keeps files it served open; once one is deleted, the watcher's report makes
+    it let go at its next request, so the file's disk space comes back."""
+    root = tmp_path / "www"
+    root.mkdir()
+    write_pattern_file(root / "old.bin", 4)
+    write_file(root / "hello.txt", b"still here\n")
+    proxy = serve(synapserve, tmp_path, root, workers=1, compress=False)
+    fd_dir = f"/proc/{proxy.proc.pid}/fd"
+
+    def holds_deleted() -> bool:
+        links = []
+        for fd in os.listdir(fd_dir):
+            try:
+                links.append(os.readlink(f"{fd_dir}/{fd}"))
+            except OSError:
+                pass
+        return any(link.endswith("old.bin (deleted)") for link in links)
+
+    assert proxy.request("GET", "/old.bin").status == 200
+    (root / "old.bin").unlink()
+    wait_for(
+        lambda: proxy.request("GET", "/hello.txt").status == 200 and not holds_deleted(),
+        FRESH_WITHIN,
+        "the deleted file's descriptor closed",
+    )
+    assert proxy.request("GET", "/old.bin").status == 404
+
+
 def test_a_file_truncated_while_being_sent_ends_the_connection(synapserve, tmp_path):
     root = tmp_path / "www"
     root.mkdir()
