@@ -21,7 +21,7 @@ CWARN    := -Wall -Wextra -Werror
 CBASE    := -std=gnu11 $(CWARN) -Inative/include -Inative/src
 CFLAGS   ?= -O2 -g
 SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-LDLIBS   := -luring -lpthread
+LDLIBS   := -luring -lssl -lcrypto -lpthread
 
 SRCS     := $(sort $(wildcard native/src/*.c))
 HDRS     := $(wildcard native/include/*.h native/include/syn/*.h native/src/*.h)

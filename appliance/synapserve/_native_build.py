@@ -57,7 +57,7 @@ ffibuilder.set_source(
     sources=sources(),
     include_dirs=[str(NATIVE / "include"), str(NATIVE / "src")],
     extra_compile_args=CFLAGS + WRAPPER_RELAX,
-    libraries=["uring", "pthread"],
+    libraries=["uring", "ssl", "crypto", "pthread"],
     extra_link_args=SANITIZE if os.environ.get("SYN_SANITIZE") == "1" else [],
 )
 

@@ -113,7 +113,7 @@ class EngineCollector(Collector):
         yield from self._listeners(cfg, plan, st)
         yield from self._upstreams(cfg, plan, st, engine)
         yield from self._config(sup)
-        yield _family("synapserve_tls_handshakes_total", ["listener", "result"])
+        yield self._tls(cfg, plan, st)
         yield _family("synapserve_tls_ktls_connections_total", ["listener", "direction"])
         ops = _family("synapserve_io_uring_ops_total", ["op"])
         for i, op in enumerate(IO_OPS):
@@ -150,6 +150,15 @@ class EngineCollector(Collector):
             br.add_metric([name, "hit"], st.static_br[slot][0])
             br.add_metric([name, "miss"], st.static_br[slot][1])
         yield from (req, sent, br)
+
+    def _tls(self, cfg, plan, st):
+        hs = _family("synapserve_tls_handshakes_total", ["listener", "result"])
+        for name, lst in cfg.listeners.items():
+            if lst.tls:
+                slot = plan.listener_slot[name]
+                hs.add_metric([name, "success"], st.tls_handshakes[slot][0])
+                hs.add_metric([name, "failure"], st.tls_handshakes[slot][1])
+        return hs
 
     def _listeners(self, cfg, plan, st):
         active = _family("synapserve_connections_active", ["listener"])

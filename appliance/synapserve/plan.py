@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - a Python built without it
 
 UINT64_MAX = (1 << 64) - 1
 UINT32_NONE = (1 << 32) - 1  # syn_plan_route.statik of an upstream route
+TLS_VERSIONS = {"1.2": 0x0303, "1.3": 0x0304}
 
 
 class SlotError(RuntimeError):
@@ -242,8 +243,21 @@ def build(
     p.access_log_json = 1 if cfg.log.access_format == "json" else 0
     p.nstatics, p.statics = len(static_rows), statics
     p.nmimes, p.mimes = len(type_rows), mimes
+    cert_rows = [
+        (c, lst.tls.min_version, lslot[lst.name])
+        for lst in cfg.listeners.values()
+        if lst.tls
+        for c in lst.tls.certificates
+    ]
+    certs = ffi.new("struct syn_plan_cert[]", max(1, len(cert_rows)))
+    for i, (c, min_version, slot) in enumerate(cert_rows):
+        _set_name(certs[i].cert, c.cert, lib.SYN_ROOT_MAX)
+        _set_name(certs[i].key, c.key, lib.SYN_ROOT_MAX)
+        certs[i].listener = slot
+        certs[i].min_version = TLS_VERSIONS[min_version]
+    p.ncerts, p.certs = len(cert_rows), certs
     _set_name(p.cache_dir, cache_dir, lib.SYN_ROOT_MAX)
-    keep += [listeners, servers, upstreams, sites, hosts, routes, statics, mimes]
+    keep += [listeners, servers, upstreams, sites, hosts, routes, statics, mimes, certs]
     return Plan(
         ptr=p,
         keep=keep,

@@ -15,7 +15,7 @@
 
 /* Version of this ABI and of the plan layout: bumped whenever a
  * declaration here changes. */
-#define SYN_ABI_VERSION   3
+#define SYN_ABI_VERSION   4
 #define SYN_PLAN_MAGIC    0x53594e50
 
 #define SYN_MAX_WORKERS   64
@@ -31,6 +31,7 @@
 #define SYN_ROOT_MAX      1024
 #define SYN_EXT_MAX       16
 #define SYN_MIME_MAX      96
+#define SYN_MAX_CERTS     256 /* TLS certificates, over all listeners */
 
 int syn_abi_version(void);
 const char *syn_native_version(void);
@@ -125,6 +126,13 @@ struct syn_plan_route {
 	uint32_t statik;   /* index into statics[], or 0xffffffff for an upstream route */
 };
 
+struct syn_plan_cert { /* a certificate of a TLS listener; the first of each is its default */
+	char cert[SYN_ROOT_MAX]; /* PEM: the certificate, then its chain */
+	char key[SYN_ROOT_MAX];  /* PEM */
+	uint32_t listener;       /* the listener name's slot */
+	uint32_t min_version;    /* 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3) */
+};
+
 struct syn_plan_static {         /* a route's static = { root, index, compress } */
 	char root[SYN_ROOT_MAX]; /* absolute directory */
 	char index[SYN_NAME_MAX];
@@ -161,8 +169,9 @@ struct syn_plan {
 	const struct syn_plan_route *routes;
 	int32_t access_log_fd; /* -1: off */
 	uint32_t access_log_json;
-	uint32_t nstatics, nmimes;
+	uint32_t nstatics, nmimes, ncerts;
 	const struct syn_plan_static *statics;
+	const struct syn_plan_cert *certs;
 	const struct syn_plan_mime *mimes;
 	char cache_dir[SYN_ROOT_MAX]; /* compressed bodies in cache_dir/br; "": none */
 };
@@ -233,9 +242,10 @@ struct syn_stats {
 	uint64_t upstream_retries[SYN_MAX_UPSTREAMS];
 	uint64_t upstream_no_server[SYN_MAX_UPSTREAMS];
 	uint64_t upstream_conns_opened[SYN_MAX_UPSTREAMS];
-	uint64_t static_requests[SYN_MAX_SITES][6]; /* [1..5] = 1xx..5xx */
-	uint64_t static_bytes[SYN_MAX_SITES];       /* body bytes sent */
-	uint64_t static_br[SYN_MAX_SITES][2];       /* compressed body: [0] hit, [1] miss */
+	uint64_t static_requests[SYN_MAX_SITES][6];    /* [1..5] = 1xx..5xx */
+	uint64_t static_bytes[SYN_MAX_SITES];          /* body bytes sent */
+	uint64_t static_br[SYN_MAX_SITES][2];          /* compressed body: [0] hit, [1] miss */
+	uint64_t tls_handshakes[SYN_MAX_LISTENERS][2]; /* [0] success, [1] failure */
 	uint64_t io_ops[8];   /* accept, recv, send, send_zc, splice, connect, recv_multi, close */
 	uint64_t heap_allocs; /* allocations made by workers after start */
 };

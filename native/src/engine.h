@@ -32,6 +32,8 @@
 #define SYN_BIG_MAX     256                  /* per worker */
 #define SYN_TX_HEAD_MAX (SYN_TX_SIZE - 1024) /* the tail holds what the access log needs */
 #define SYN_SPLICE_MIN  (64 * 1024)          /* bodies from this size on go by splice */
+#define SYN_TLS_CHUNK   16384                /* plaintext per TLS send: one full record */
+#define SYN_TLS_EOF     (-1000)              /* syn_tls_read(): the peer's close_notify */
 
 /* ---- runtime plan --------------------------------------------------------- */
 
@@ -122,8 +124,9 @@ struct rt_plan {
 	uint32_t access_log_json;
 	struct rt_static *statics;
 	uint32_t nstatics, nmimes;
-	struct syn_plan_mime *mimes; /* sorted by ext */
-	int cache_fd;                /* O_PATH cache_dir, or -1 */
+	struct syn_plan_mime *mimes;           /* sorted by ext */
+	int cache_fd;                          /* O_PATH cache_dir, or -1 */
+	struct rt_tls *tls[SYN_MAX_LISTENERS]; /* by listener slot; NULL: clear text */
 	/* per worker: requests in flight under this plan, and its balancer state */
 	_Atomic uint32_t refs[SYN_MAX_WORKERS];
 	_Atomic uint32_t left[SYN_MAX_WORKERS]; /* the worker has moved to a newer plan */
@@ -255,6 +258,15 @@ struct syn_conn {
 	uint64_t file_left;
 	uint8_t zc;     /* zero-copy sends: 0 not asked yet, 1 no, 2 yes (the engine's use) */
 	int32_t zc_res; /* the result of a zero-copy send awaiting its notification */
+
+	/* TLS (client side): the engine encrypts and decrypts (tls.c, uring.c) */
+	struct syn_tls_conn *tls; /* NULL for clear text */
+	const char *tls_out;      /* ciphertext going out */
+	uint32_t tls_out_len;
+	uint32_t tls_plain;    /* plaintext the logic's send in flight stands for */
+	uint8_t tls_busy;      /* a send of ciphertext is in flight */
+	uint8_t tls_report;    /* ...and it is the logic's: report it at the end */
+	uint8_t tls_want_send; /* the logic asked to send while ours was in flight */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -412,6 +424,21 @@ void syn_http_date(int64_t t, char *out);
 int64_t syn_http_date_parse(const char *p, size_t n);
 const char *syn_reason_phrase(int status);
 void syn_static_no_openat2(void);
+
+/* tls.c: TLS termination (contexts per plan, an SSL object per connection) */
+struct rt_tls;
+struct syn_tls_conn;
+int syn_tls_compile(struct rt_plan *rp, const struct syn_plan *p, char *err, size_t errlen);
+void syn_tls_free_plan(struct rt_plan *rp);
+int syn_tls_accept(struct syn_worker *w, struct syn_conn *c, const struct rt_tls *t);
+void syn_tls_free(struct syn_conn *c);
+int syn_tls_feed(struct syn_conn *c, const char *buf, uint32_t n);
+int syn_tls_handshake(struct syn_worker *w, struct syn_conn *c);
+int syn_tls_read(struct syn_conn *c, char *dst, uint32_t room);
+int syn_tls_has_input(const struct syn_conn *c);
+int syn_tls_write(struct syn_conn *c, const char *p, uint32_t n);
+uint32_t syn_tls_take(struct syn_conn *c, const char **out);
+int syn_tls_has_output(const struct syn_conn *c);
 
 /* proxy.c: completions from the I/O engine */
 void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);

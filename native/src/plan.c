@@ -98,6 +98,16 @@ static int plan_check(const struct syn_plan *p, char *err, size_t errlen)
 		    strchr(st->index, '/'))
 			return plan_err(err, errlen, "plan: static root %u invalid", i);
 	}
+	if (p->ncerts > SYN_MAX_CERTS || (p->ncerts && !p->certs))
+		return plan_err(err, errlen, "plan: too many certificates");
+	for (i = 0; i < p->ncerts; i++) {
+		const struct syn_plan_cert *c = &p->certs[i];
+
+		if (!plan_str_ok(c->cert, SYN_ROOT_MAX) || !plan_str_ok(c->key, SYN_ROOT_MAX) ||
+		    c->listener >= SYN_MAX_LISTENERS ||
+		    (c->min_version != 0x0303 && c->min_version != 0x0304))
+			return plan_err(err, errlen, "plan: certificate %u invalid", i);
+	}
 	for (i = 0; i < p->nmimes; i++) {
 		const struct syn_plan_mime *m = &p->mimes[i];
 
@@ -354,6 +364,13 @@ struct rt_plan *syn_plan_compile(const struct syn_plan *p, char *err, size_t err
 		if (rp->access_log_fd < 0)
 			rc = -errno;
 	}
+	if (!rc) {
+		rc = syn_tls_compile(rp, p, err, errlen);
+		if (rc == -EINVAL) { /* err says which file and why */
+			syn_plan_free(rp);
+			return NULL;
+		}
+	}
 	if (rc) {
 		plan_err(err, errlen, "plan: %s", strerror(-rc));
 		syn_plan_free(rp);
@@ -391,6 +408,7 @@ void syn_plan_free(struct rt_plan *rp)
 	free(rp->listeners);
 	if (rp->access_log_fd >= 0)
 		close(rp->access_log_fd);
+	syn_tls_free_plan(rp);
 	for (i = 0; i < rp->nstatics; i++)
 		close(rp->statics[i].root_fd);
 	free(rp->statics);

@@ -138,6 +138,12 @@ static char *rx_data(struct syn_worker *w, struct syn_conn *c)
 
 static void rx_release(struct syn_worker *w, struct syn_conn *c)
 {
+	if (c->tls && !c->closing && c->rx_bid >= 0) {
+		/* a TLS connection keeps its buffer: plaintext the SSL object
+		 * holds may have to be handed over without a receive */
+		c->rx_start = c->rx_end = 0;
+		return;
+	}
 	if (c->rx_bid >= SYN_BIG_BID)
 		big_put(w, (uint32_t)(c->rx_bid - SYN_BIG_BID));
 	else if (c->rx_bid >= 0)
@@ -287,6 +293,8 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->file_fd = -1;
 	c->file_left = 0;
 	c->zc = 0;
+	c->tls = NULL;
+	c->tls_busy = c->tls_report = c->tls_want_send = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }
@@ -383,6 +391,7 @@ static void server_active(struct syn_worker *w, struct syn_conn *c, int delta)
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 {
 	close(c->fd);
+	syn_tls_free(c);
 	if (c->file_fd >= 0) {
 		close(c->file_fd);
 		c->file_fd = -1;
@@ -619,7 +628,7 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 		}
 	}
 	ob_str(&o, ip);
-	ob_str(&o, "\r\nX-Forwarded-Proto: http\r\n");
+	ob_str(&o, c->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
 	if (h->idx[SYN_HDR_HOST]) {
 		ob_str(&o, "X-Forwarded-Host: ");
 		ob_span(&o, buf, h->host);
@@ -777,6 +786,10 @@ void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd)
 	w->nclients++;
 	w->stats->listener_accepted[a->slot]++;
 	w->stats->listener_active[a->slot]++;
+	if (w->plan->tls[a->slot] && syn_tls_accept(w, c, w->plan->tls[a->slot])) {
+		conn_close(w, c);
+		return;
+	}
 	if (w->nclients >= w->max_clients) {
 		w->accept_paused = 1;
 		uring_sync_accepts(w);
@@ -867,7 +880,7 @@ static void static_next(struct syn_worker *w, struct syn_conn *c)
 	ssize_t n;
 
 	timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
-	if (w->io->splice && (c->pipe >= 0 || (c->pipe = pipe_get(w)) >= 0)) {
+	if (w->io->splice && !c->tls && (c->pipe >= 0 || (c->pipe = pipe_get(w)) >= 0)) {
 		set_nonblock(c, 1);
 		w->io->splice(w, c, c->file_fd, &c->file_off, w->pipes[c->pipe][1], len, c->fd,
 			      POLLIN, 1);
@@ -1682,7 +1695,11 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
  * space?  Large enough, nothing of it buffered, an engine that can. */
 static int splice_ready(struct syn_worker *w, const struct syn_conn *s)
 {
+	const struct syn_conn *d = s->peer != SYN_NONE ? conn_at(w, s->peer) : NULL;
+
 	if (!w->io->splice || rx_len(s) || s->recving || s->rx_bid >= 0)
+		return 0;
+	if (s->tls || (d && d->tls)) /* bytes to or from TLS go through OpenSSL */
 		return 0;
 	if (s->body_mode == BODY_LENGTH)
 		return s->remaining >= SYN_SPLICE_MIN;
@@ -1757,6 +1774,11 @@ static void tunnel_pump(struct syn_worker *w, struct syn_conn *s, struct syn_con
 	}
 	if (s->eof)
 		return;
+	if (s->tls || d->tls) { /* copied: received, then sent */
+		if (!s->recving)
+			w->io->recv(w, s);
+		return;
+	}
 	if (s->pipe < 0 && (s->pipe = pipe_get(w)) < 0) {
 		splice_abort(w, s, d);
 		return;
@@ -1782,8 +1804,10 @@ static void tunnel_eof(struct syn_worker *w, struct syn_conn *s, struct syn_conn
 
 static void tunnel_start(struct syn_worker *w, struct syn_conn *c, struct syn_conn *u)
 {
-	set_nonblock(c, 1);
-	set_nonblock(u, 1);
+	if (!c->tls) { /* spliced both ways */
+		set_nonblock(c, 1);
+		set_nonblock(u, 1);
+	}
 	c->state = u->state = CS_TUNNEL;
 	c->body_mode = u->body_mode = BODY_TUNNEL;
 	c->eof = u->eof = 0;
@@ -1989,6 +2013,27 @@ void proxy_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bi
 		return;
 	}
 	c->nobufs = 0;
+	if (c->state == CS_TUNNEL) { /* a tunnel that copies: TLS on one side */
+		p = peer_of(w, c);
+		if (res <= 0) {
+			if (bid >= 0)
+				w->io->buf_release(w, bid);
+			if (p)
+				tunnel_eof(w, c, p);
+			else
+				conn_close(w, c);
+			return;
+		}
+		if (rx_accept(w, c, res, bid) || !p) {
+			splice_abort(w, c, p);
+			return;
+		}
+		if (c->kind == CONN_CLIENT)
+			w->stats->listener_rx_bytes[c->listener_slot] += (uint64_t)res;
+		if (!p->sending)
+			tunnel_pump(w, c, p);
+		return;
+	}
 	if (res <= 0) {
 		if (bid >= 0)
 			w->io->buf_release(w, bid);

@@ -41,6 +41,9 @@ enum uring_op {
 	OP_SPLICE_DONE, /* c's splice was done at once: report it (+ role - 1) */
 	OP_SPLICE_DONE2,
 	OP_SEND_ZC,
+	OP_TLS_READ,   /* plaintext may be had without the socket: read it now */
+	OP_TLS_SEND,   /* ciphertext went out */
+	OP_TLS_FAILED, /* a send the logic asked for could not be encrypted */
 };
 
 #define UR_BGID       7
@@ -142,7 +145,206 @@ static void ur_buf_release(struct syn_worker *w, int32_t bid)
 	s->avail++;
 }
 
+/* ---- TLS: ciphertext on the socket, plaintext for the logic ---------------------
+ *
+ * On a TLS connection the logic's receives and sends are the same calls;
+ * the engine receives ciphertext into a pool buffer, feeds it to the
+ * connection's SSL object (tls.c) and hands the plaintext on, decrypted
+ * into the logic's held buffer or into the pool buffer itself; a send is
+ * encrypted (a record of at most SYN_TLS_CHUNK bytes at a time) and reported
+ * with the plaintext length once all its ciphertext is out.  Handshake
+ * messages and session tickets go out as sends of the engine's own, one
+ * send at a time on the socket. */
+
+static void ur_tls_post_recv(struct syn_worker *w, struct syn_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ur(w)->avail < SYN_BUF_CHUNK / 4)
+		ur_grow(w);
+	sqe = ur_sqe(w);
+	io_uring_prep_recv(sqe, c->fd, NULL, SYN_BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UR_BGID;
+	io_uring_sqe_set_data64(sqe, ur_data(OP_RECV, c->gen, conn_index(w, c)));
+	c->pending++;
+	w->stats->io_ops[1]++;
+}
+
+static void ur_tls_nop(struct syn_worker *w, struct syn_conn *c, enum uring_op op)
+{
+	struct io_uring_sqe *sqe = ur_sqe(w);
+
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, ur_data(op, c->gen, conn_index(w, c)));
+	c->pending++;
+}
+
+static void ur_tls_recv(struct syn_worker *w, struct syn_conn *c)
+{
+	c->recving = 1;
+	if (syn_tls_has_input(c))
+		ur_tls_nop(w, c, OP_TLS_READ); /* reported from the completion loop */
+	else
+		ur_tls_post_recv(w, c);
+}
+
+/* Send what the SSL object wrote; report: it stands for the logic's send. */
+static void ur_tls_flush(struct syn_worker *w, struct syn_conn *c, int report)
+{
+	struct io_uring_sqe *sqe;
+
+	c->tls_out_len = syn_tls_take(c, &c->tls_out);
+	c->tls_report = (uint8_t)report;
+	c->tls_busy = 1;
+	sqe = ur_sqe(w);
+	io_uring_prep_send(sqe, c->fd, c->tls_out, c->tls_out_len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ur_data(OP_TLS_SEND, c->gen, conn_index(w, c)));
+	c->pending++;
+	w->stats->io_ops[2]++;
+}
+
+static void ur_tls_send(struct syn_worker *w, struct syn_conn *c)
+{
+	int n;
+
+	c->sending = 1;
+	if (c->tls_busy) { /* ours first: the socket takes one send at a time */
+		c->tls_want_send = 1;
+		return;
+	}
+	n = syn_tls_write(c, c->out, c->out_len);
+	if (n < 0 || !syn_tls_has_output(c)) {
+		c->zc_res = -EPIPE;
+		ur_tls_nop(w, c, OP_TLS_FAILED);
+		return;
+	}
+	c->tls_plain = (uint32_t)n;
+	ur_tls_flush(w, c, 1);
+}
+
+/* Ciphertext came (or was there): on with the handshake, then plaintext
+ * for the logic, into its held buffer, else into bid (a pool buffer whose
+ * ciphertext the SSL object has copied), else wait for more. */
+static void ur_tls_advance(struct syn_worker *w, struct syn_conn *c, int32_t bid)
+{
+	int r = syn_tls_handshake(w, c), n;
+	uint32_t room;
+	char *dst;
+
+	if (!c->tls_busy && syn_tls_has_output(c))
+		ur_tls_flush(w, c, 0);
+	if (r <= 0) {
+		if (bid >= 0)
+			ur_buf_release(w, bid);
+		if (r == 0) {
+			ur_tls_post_recv(w, c);
+			return;
+		}
+		c->recving = 0;
+		proxy_on_recv(w, c, -ECONNRESET, -1);
+		return;
+	}
+	if (c->rx_bid >= 0) {
+		if (bid >= 0)
+			ur_buf_release(w, bid);
+		bid = -1;
+		dst = c->rx_ptr + c->rx_end;
+		room = c->rx_cap - c->rx_end;
+	} else if (bid >= 0) {
+		dst = ur_buf(w, bid);
+		room = SYN_BUF_SIZE;
+	} else { /* nowhere to put it: what is pending is not a whole record yet */
+		ur_tls_post_recv(w, c);
+		return;
+	}
+	n = room ? syn_tls_read(c, dst, room) : 0;
+	if (!c->tls_busy && syn_tls_has_output(c))
+		ur_tls_flush(w, c, 0); /* a key update, or tickets */
+	if (n > 0) {
+		c->recving = 0;
+		proxy_on_recv(w, c, n, bid);
+		return;
+	}
+	if (bid >= 0)
+		ur_buf_release(w, bid);
+	if (n == 0) {
+		ur_tls_post_recv(w, c);
+		return;
+	}
+	c->recving = 0;
+	proxy_on_recv(w, c, n == SYN_TLS_EOF ? 0 : -ECONNRESET, -1);
+}
+
+static void ur_tls_on_recv(struct syn_worker *w, struct syn_conn *c, int res, int32_t bid)
+{
+	if (c->closing) {
+		if (bid >= 0)
+			ur_buf_release(w, bid);
+		return;
+	}
+	if (res <= 0) {
+		if (bid >= 0)
+			ur_buf_release(w, bid);
+		c->recving = 0;
+		proxy_on_recv(w, c, res, -1);
+		return;
+	}
+	if (syn_tls_feed(c, ur_buf(w, bid), (uint32_t)res)) {
+		ur_buf_release(w, bid);
+		c->recving = 0;
+		proxy_on_recv(w, c, -ENOMEM, -1);
+		return;
+	}
+	ur_tls_advance(w, c, bid);
+}
+
+static void ur_tls_on_send(struct syn_worker *w, struct syn_conn *c, int res)
+{
+	if (c->closing)
+		return;
+	if (res >= 0 && (uint32_t)res < c->tls_out_len) { /* the rest of it */
+		struct io_uring_sqe *sqe = ur_sqe(w);
+
+		c->tls_out += res;
+		c->tls_out_len -= (uint32_t)res;
+		io_uring_prep_send(sqe, c->fd, c->tls_out, c->tls_out_len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ur_data(OP_TLS_SEND, c->gen, conn_index(w, c)));
+		c->pending++;
+		return;
+	}
+	if (res >= 0 && syn_tls_has_output(c)) { /* more than one buffer of it */
+		ur_tls_flush(w, c, c->tls_report);
+		return;
+	}
+	c->tls_busy = 0;
+	if (c->tls_report || c->tls_want_send) {
+		int report = c->tls_report;
+
+		c->tls_report = 0;
+		if (res < 0 || report) {
+			c->tls_want_send = 0;
+			c->sending = 0;
+			proxy_on_send(w, c, res < 0 ? res : (int)c->tls_plain);
+			return;
+		}
+		c->tls_want_send = 0;
+		ur_tls_send(w, c); /* the logic's, held while ours went out */
+	}
+}
+
+static void ur_recv_plain(struct syn_worker *w, struct syn_conn *c);
+
 static void ur_recv(struct syn_worker *w, struct syn_conn *c)
+{
+	if (c->tls) {
+		ur_tls_recv(w, c);
+		return;
+	}
+	ur_recv_plain(w, c);
+}
+
+static void ur_recv_plain(struct syn_worker *w, struct syn_conn *c)
 {
 	struct uring_state *s = ur(w);
 	struct io_uring_sqe *sqe;
@@ -209,7 +411,13 @@ static int ur_zc_ok(struct syn_worker *w, struct syn_conn *c)
  * ring while the NIC may still read it. */
 static void ur_send(struct syn_worker *w, struct syn_conn *c)
 {
-	struct io_uring_sqe *sqe = ur_sqe(w);
+	struct io_uring_sqe *sqe;
+
+	if (c->tls) {
+		ur_tls_send(w, c);
+		return;
+	}
+	sqe = ur_sqe(w);
 
 	if (c->out_len >= UR_ZC_MIN && ur_zc_ok(w, c)) {
 		io_uring_prep_send_zc(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL, 0);
@@ -395,14 +603,31 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	c->pending--;
 	switch (op) {
 	case OP_RECV:
-		c->recving = 0;
 		if (cqe->res == -ENOBUFS)
 			ur(w)->nobufs++;
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
 			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			ur(w)->avail--;
 		}
+		if (c->tls) {
+			ur_tls_on_recv(w, c, cqe->res, bid);
+			break;
+		}
+		c->recving = 0;
 		proxy_on_recv(w, c, cqe->res, bid);
+		break;
+	case OP_TLS_READ:
+		if (c->closing)
+			break;
+		ur_tls_advance(w, c, -1);
+		break;
+	case OP_TLS_SEND:
+		ur_tls_on_send(w, c, cqe->res);
+		break;
+	case OP_TLS_FAILED:
+		c->sending = 0;
+		if (!c->closing)
+			proxy_on_send(w, c, c->zc_res);
 		break;
 	case OP_SEND:
 		c->sending = 0;
