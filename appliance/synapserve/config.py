@@ -12,12 +12,15 @@ import dataclasses
 import difflib
 import ipaddress
 import json
+import logging
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+log = logging.getLogger("synapserve")
 
 try:
     import tomllib
@@ -741,7 +744,50 @@ def _certificate(ctx: _Ctx, path: tuple, raw: Any) -> Certificate:
     values, ok = _fields(
         ctx, path, raw, {"cert": (_file, _REQUIRED), "key": (_file, _REQUIRED)}, what
     )
-    return Certificate(**values) if ok else _FAILED
+    if not ok:
+        return _FAILED
+    problem = _certificate_problem(ctx, path, values["cert"], values["key"])
+    if problem:
+        ctx.error((*path, "cert"), problem)
+        return _FAILED
+    return Certificate(**values)
+
+
+EXPIRY_WARNING_DAYS = 14
+
+
+def _certificate_problem(ctx: _Ctx, path: tuple, cert: str, key: str) -> str:
+    """Why a certificate and its key cannot serve (unreadable, not matching, expired), or "".
+    One that expires within EXPIRY_WARNING_DAYS is logged as a warning."""
+    import ssl  # here: only a config with TLS pays for it
+    import time
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+            return f"the key {_show(key)} does not belong to the certificate {_show(cert)}"
+        return f"cannot load the certificate {_show(cert)} with the key {_show(key)}: {e.reason}"
+    except OSError as e:
+        return f"cannot read {_show(cert)} or {_show(key)}: {e.strerror}"
+    try:
+        not_after = ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(cert)["notAfter"])
+    except (ssl.SSLError, KeyError, ValueError, AttributeError):
+        return ""  # loadable is what matters; the date could not be read here
+    left = not_after - time.time()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(not_after))
+    if left <= 0:
+        return f"the certificate {_show(cert)} expired on {when}"
+    if left < EXPIRY_WARNING_DAYS * 86400:
+        log.warning(
+            "%s: %s: the certificate %s expires on %s, in %d day(s)",
+            ctx.where(path),
+            _key(path),
+            _show(cert),
+            when,
+            int(left // 86400),
+        )
+    return ""
 
 
 _TLS = {

@@ -735,7 +735,8 @@ class ProxySpec:
     sites: name -> {"hosts": [...], "routes": {path: handler}, other keys of [sites.NAME]};
       a handler is an upstream name, or a dict for a static route ({"root": DIR, ...})
     listeners: listener names; each gets a free port on 127.0.0.1
-    sections: [server], [limits], [log] tables ({"workers": 1}, ...)
+    sections: [server], [limits], [log] tables ({"workers": 1}, ...), and tls: listener name ->
+      its tls table ({"https": {"certificates": [{"cert": ..., "key": ...}]}})
     """
 
     upstreams: dict
@@ -746,7 +747,7 @@ class ProxySpec:
 
     def render(self, ports: dict[str, int], admin_port: int, workdir: str = "") -> str:
         sections = {k: dict(v) for k, v in self.sections.items()}
-        unknown = set(sections) - {"server", "limits", "log"}
+        unknown = set(sections) - {"server", "limits", "log", "tls"}
         if unknown:
             raise TypeError(f"unknown config sections {sorted(unknown)}")
         server = {"workers": 2, "user": pwd.getpwuid(os.getuid()).pw_name}
@@ -758,8 +759,12 @@ class ProxySpec:
         out += _table("log", log)
         if "limits" in sections:
             out += _table("limits", sections["limits"])
+        tls = sections.get("tls", {})  # listener name -> its tls table
         for name in self.listeners:
-            out += _table(f"listeners.{name}", {"bind": f"{LOCALHOST}:{ports[name]}"})
+            listener = {"bind": f"{LOCALHOST}:{ports[name]}"}
+            if name in tls:
+                listener["tls"] = tls[name]
+            out += _table(f"listeners.{name}", listener)
         for name, up in self.upstreams.items():
             up = dict(up) if isinstance(up, dict) else {"servers": up}
             up["servers"] = [
