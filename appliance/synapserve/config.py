@@ -767,7 +767,8 @@ def _certificate_problem(ctx: _Ctx, path: tuple, cert: str, key: str) -> str:
     except ssl.SSLError as e:
         if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
             return f"the key {_show(key)} does not belong to the certificate {_show(cert)}"
-        return f"cannot load the certificate {_show(cert)} with the key {_show(key)}: {e.reason}"
+        why = e.reason or e.strerror or str(e)
+        return f"cannot load the certificate {_show(cert)} with the key {_show(key)}: {why}"
     except OSError as e:
         return f"cannot read {_show(cert)} or {_show(key)}: {e.strerror}"
     try:
