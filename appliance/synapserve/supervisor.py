@@ -195,6 +195,12 @@ class Supervisor:
 
     def _apply(self, cfg: config_mod.Config) -> dict:
         """Swap cfg in (sockets already open). Raises EngineError or SlotError."""
+        for lst in cfg.listeners.values():
+            if lst.tls and lst.tls.ktls == "require":
+                raise EngineError(
+                    f'listeners.{lst.name}.tls.ktls = "require": this build does not use '
+                    'kernel TLS yet; use "auto" (or "off") to encrypt in user space'
+                )
         old = self.cfg
         self.generation += 1
         log_fd = open_access_log(cfg.log.access)
