@@ -167,7 +167,7 @@ bench-static: native
 # ---- style ------------------------------------------------------------------
 
 C_FILES = $(wildcard native/include/*.h native/include/syn/*.h native/src/*.[ch] \
-                     native/tests/*.[ch] native/fuzz/*.c native/bench/*.c)
+                     native/tests/*.[ch] native/fuzz/*.c native/bench/*.c native/bench/*/*.c)
 
 fmt: venv
 	clang-format -i $(C_FILES)

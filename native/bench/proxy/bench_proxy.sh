@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # native/bench/proxy/bench_proxy.sh - synapserve against Debian's nginx and
-# HAProxy as reverse proxies, in one run (`make bench`).
+# HAProxy as reverse proxies, and a minimal io_uring relay as the floor, in
+# one run (`make bench`).
 #
 # One backend for all: an nginx (1 worker) serving /1k and /1m from files,
 # pinned to BENCH_LOAD_CPU together with wrk.  Each proxy runs with one worker,
@@ -12,6 +13,14 @@
 #               through a 256 KiB buffer (see nginx_conf below)
 #   haproxy     nbthread 1, http-reuse always, no logging; for 1 MiB
 #               option splice-response/splice-request and 1 MiB pipes
+#   relay       relay.c (built here with gcc -O2 into OUT/relay): the issue's
+#               "deliberately minimal io_uring relay", one thread, one
+#               upstream connection per client connection, bytes forwarded
+#               without parsing: for 1 KiB recv/send through the ring
+#               (`copy`), for 1 MiB upstream -> client by splice(2) through a
+#               1 MiB pipe per connection (`splice`).  The goal for CPU per
+#               1 KiB request is judged against its figure from the same run
+#               (the issue's figure was measured on another day).
 # Scenarios: 1 KiB and 1 MiB responses at 256 connections, 1 KiB at 1000.
 # Per proxy and scenario: a warm-up run, then a timed wrk run (1 thread,
 # --latency); around the timed run it reads the proxy's CPU time (whole
@@ -26,22 +35,25 @@
 #
 # Output: build/bench-proxy/results.md (printed), results.tsv, doc-section.md
 # (the section for docs/benchmarks.md), runs/ (every wrk output, proxy stderr,
-# config).  Installs nginx, haproxy and wrk when missing (root or sudo).
+# config), relay (the binary).  Installs nginx, haproxy and wrk (and gcc and
+# liburing-dev for the relay) when missing (root or sudo).
 #
 # Environment: BENCH_DURATION (10 s), BENCH_WARMUP (2 s), BENCH_PROXY_CPU (0),
 # BENCH_LOAD_CPU (1), BENCH_SCENARIOS ("1k-256 1m-256 1k-1000"),
-# BENCH_PROXIES ("synapserve nginx haproxy"), BENCH_STRACE (1; 0 skips the
-# syscall counts), BENCH_PORT_BASE (27100; uses 5 ports from there),
+# BENCH_PROXIES ("synapserve nginx haproxy relay"), BENCH_STRACE (1; 0 skips
+# the syscall counts), BENCH_PORT_BASE (27100; uses 6 ports from there),
 # BENCH_IDLE_MAX (15: % of one CPU used by other processes above which a run
 # waits, and is marked), BENCH_IDLE_WAIT (20 s at most per run),
 # BENCH_WAIT_BUDGET (270 s: no more waiting after the bench has run this
 # long), BENCH_RETRY_BUDGET (200 s: a run during which others were busy is
 # repeated once while the bench has run for less than this), BENCH_SYN_KEEPALIVE (1024),
-# BENCH_FLOOR_1K_US (12: CPU us per 1 KiB request of a minimal io_uring
-# relay), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT,
+# BENCH_FLOOR_1K_US (12: the issue's CPU us per 1 KiB request of a minimal
+# io_uring relay, measured on another day; the goal uses it only when the
+# relay is not run), BENCH_NO_BUILD (1: do not run `make native`), BENCH_OUT,
 # BENCH_SYN_CMD (.venv/bin/synapserve: the command that runs synapserve);
 # BENCH_NGINX_1M and BENCH_HAPROXY_1M_GLOBAL replace the peers' 1 MiB tuning
-# (to try other variants).
+# (to try other variants), BENCH_RELAY_1M (splice) the relay's mode for 1 MiB
+# (copy: recv/send through its 16 KiB buffers, as for 1 KiB).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
@@ -57,7 +69,7 @@ WARMUP=${BENCH_WARMUP:-2}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 SCENARIOS=${BENCH_SCENARIOS:-"1k-256 1m-256 1k-1000"}
-PROXIES=${BENCH_PROXIES:-"synapserve nginx haproxy"}
+PROXIES=${BENCH_PROXIES:-"synapserve nginx haproxy relay"}
 STRACE=${BENCH_STRACE:-1}
 PORT_BASE=${BENCH_PORT_BASE:-27100}
 IDLE_MAX=${BENCH_IDLE_MAX:-15}
@@ -68,12 +80,14 @@ SYN_KEEPALIVE=${BENCH_SYN_KEEPALIVE:-1024}
 FLOOR_1K=${BENCH_FLOOR_1K_US:-12}
 OUT=${BENCH_OUT:-build/bench-proxy}
 SYN_CMD=${BENCH_SYN_CMD:-.venv/bin/synapserve}
+RELAY_1M=${BENCH_RELAY_1M:-splice}
 
 BACKEND_PORT=$PORT_BASE
 SYN_PORT=$((PORT_BASE + 1))
 SYN_ADMIN=$((PORT_BASE + 2))
 NGX_PORT=$((PORT_BASE + 3))
 HAP_PORT=$((PORT_BASE + 4))
+RELAY_PORT=$((PORT_BASE + 5))
 
 HZ=$(getconf CLK_TCK)
 START_TIME=$(date +%s)
@@ -83,6 +97,14 @@ die() {
 	log "error: $*"
 	exit 1
 }
+
+for px in $PROXIES; do
+	case $px in
+	synapserve | nginx | haproxy | relay) ;;
+	*) die "unknown proxy $px (synapserve, nginx, haproxy or relay)" ;;
+	esac
+done
+case $RELAY_1M in copy | splice) ;; *) die "BENCH_RELAY_1M: copy or splice, not $RELAY_1M" ;; esac
 
 # ---- what is needed, installed when absent ---------------------------------
 
@@ -104,6 +126,12 @@ if [ "$STRACE" = 1 ] && ! command -v strace >/dev/null 2>&1; then
 	missing+=(strace)
 fi
 [ -x /usr/bin/time ] || missing+=(time)
+case " $PROXIES " in
+*" relay "*)
+	command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+	[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+	;;
+esac
 installed_now=()
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
@@ -155,7 +183,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [ "$NOFILE" -ge 4096 ] || die "ulimit -n is $NOFILE; 1000 connections need >= 4096"
 
-for p in $BACKEND_PORT $SYN_PORT $SYN_ADMIN $NGX_PORT $HAP_PORT; do
+for p in $BACKEND_PORT $SYN_PORT $SYN_ADMIN $NGX_PORT $HAP_PORT $RELAY_PORT; do
 	if ss -Htln "sport = :$p" | grep -q .; then
 		die "port $p is in use (set BENCH_PORT_BASE)"
 	fi
@@ -172,6 +200,15 @@ NOTES=$ROOT/$OUT/notes.txt
 : >"$NOTES"
 printf 'scenario\tproxy\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\tup_new_timed\tup_new_warm\terrors\tothers_pct\tsteal_pct\tbytes_per_req\twrk_us\tbackend_us\textra\n' >"$TSV"
 printf 'proxy\trequests\tsyscalls\tper_request\ttop\n' >"$SYSC"
+
+RELAY_BIN=$ROOT/$OUT/relay
+case " $PROXIES " in
+*" relay "*)
+	log "gcc relay.c"
+	gcc -std=c11 -O2 -Wall -Wextra -o "$RELAY_BIN" native/bench/proxy/relay.c -luring >&2 ||
+		die "building native/bench/proxy/relay.c failed"
+	;;
+esac
 
 PIDS=()
 cleanup() {
@@ -209,7 +246,7 @@ backend_accepts() {
 # Wait until other processes use less than IDLE_MAX % of one CPU (sampled
 # over 1 s), up to IDLE_WAIT s.  Prints the last figure.
 wait_quiet() {
-	local t0 b0 b1 bk0 bk1 pct waited=0
+	local b0 b1 bk0 bk1 pct waited=0
 	while :; do
 		read -r b0 _ < <(machine_ticks)
 		read -r bk0 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
@@ -228,8 +265,8 @@ wait_quiet() {
 }
 
 wait_http() { # url size: until it answers 200 with that many bytes (10 s)
-	local i r
-	for i in $(seq 100); do
+	local _i r
+	for _i in $(seq 100); do
 		r=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$1" || true)
 		[ "$r" = "200 $2" ] && return 0
 		sleep 0.1
@@ -239,8 +276,8 @@ wait_http() { # url size: until it answers 200 with that many bytes (10 s)
 }
 
 wait_exit() { # pid seconds: 0 when it exited in time
-	local i
-	for i in $(seq $(($2 * 10))); do
+	local _i
+	for _i in $(seq $(($2 * 10))); do
 		kill -0 "$1" 2>/dev/null || return 0
 		sleep 0.1
 	done
@@ -292,7 +329,7 @@ PIDS+=("$BACKEND_MASTER")
 wait_http "http://127.0.0.1:$BACKEND_PORT/1k" 1024 || die "backend nginx did not start: $(cat "$T/backend/stderr")"
 wait_http "http://127.0.0.1:$BACKEND_PORT/1m" 1048576 || die "backend: /1m"
 [ -n "$(backend_accepts)" ] || die "backend nginx has no stub_status"
-BACKEND_PIDS=("$BACKEND_MASTER" $(pgrep -P "$BACKEND_MASTER"))
+mapfile -t BACKEND_PIDS < <(echo "$BACKEND_MASTER"; pgrep -P "$BACKEND_MASTER")
 
 # ---- the proxies' configurations -------------------------------------------
 
@@ -438,6 +475,15 @@ start_proxy() {
 		PROXY_PID=$!
 		PROXY_URL=http://127.0.0.1:$HAP_PORT
 		;;
+	relay)
+		local mode=copy
+		case $2 in 1m-*) mode=$RELAY_1M ;; esac
+		echo "$RELAY_BIN $RELAY_PORT 127.0.0.1:$BACKEND_PORT $mode" >"$RUNS/$2-relay.cmd"
+		taskset -c "$PROXY_CPU" "$RELAY_BIN" "$RELAY_PORT" "127.0.0.1:$BACKEND_PORT" "$mode" \
+			>"$d/stderr" 2>&1 &
+		PROXY_PID=$!
+		PROXY_URL=http://127.0.0.1:$RELAY_PORT
+		;;
 	esac
 	PIDS+=("$PROXY_PID")
 	wait_http "$PROXY_URL/1k" 1024 || return 1
@@ -513,7 +559,7 @@ syn_ops() { # "op=count ..." from synapserve's /metrics
 }
 
 crash_report() { # scenario proxy dir phase
-	local f="$RUNS/$1-$2.crash.txt"
+	local cf="$RUNS/$1-$2.crash.txt"
 	{
 		echo "== $2 died during the $4 run of $1 (status: $STOP_NOTE)"
 		echo "== wrk output"
@@ -523,10 +569,10 @@ crash_report() { # scenario proxy dir phase
 		echo "== dmesg since the run started (tail)"
 		dmesg 2>&1 | awk -v t0="$RUN_UPTIME" '{ t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t); if (t + 0 >= t0) print }' |
 			tail -n 15 || true
-	} >"$f"
+	} >"$cf"
 	echo "$1 $2: died during the $4 run ($STOP_NOTE); see runs/$1-$2.crash.txt" >>"$NOTES"
 	log "$2 died during the $4 run of $1: $STOP_NOTE"
-	sed 's/^/    /' "$f" >&2
+	sed 's/^/    /' "$cf" >&2
 }
 
 # ---- one measured run ---------------------------------------------------------
@@ -586,6 +632,10 @@ measure_once() { # scenario proxy: one row into $ROW
 	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MAIN_PID/status" 2>/dev/null || echo 0)
 	if [ "$px" = nginx ]; then
 		extra="master VmHWM $(awk '/^VmHWM:/ { print $2 }' "/proc/$PROXY_PID/status" 2>/dev/null || echo ?) KiB"
+	fi
+	if [ "$px" = relay ]; then
+		# (io-wq workers would be threads of its own)
+		extra="mode $(awk '{ print $NF }' "$RUNS/$sc-relay.cmd" 2>/dev/null); threads at the end of the run: $(awk '/^Threads:/ { print $2 }' "/proc/$PROXY_PID/status" 2>/dev/null || echo ?)"
 	fi
 	[ "$px" = synapserve ] && ops2=$(syn_ops)
 	acc2=$(backend_accepts)
@@ -657,7 +707,7 @@ run_one() {
 # ---- syscalls per request (strace -c), 1 KiB at 256 connections -------------
 
 strace_one() { # proxy
-	local px=$1 d="$T/strace-$px" sp req total top
+	local px=$1 d="$T/strace-$1" sp req total top
 	mkdir -p "$d"
 	wait_quiet >/dev/null
 	log "syscalls: $px"
@@ -713,13 +763,18 @@ ELAPSED=$(($(date +%s) - START_TIME))
 
 export BENCH_REPORT_TSV=$TSV BENCH_REPORT_SYSC=$SYSC BENCH_REPORT_NOTES=$NOTES
 export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1K IDLE_MAX DURATION WARMUP PROXY_CPU LOAD_CPU ELAPSED
-export UPTIME_START UPTIME_END SYN_KEEPALIVE SYN_CMD
-export VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //')"
-export VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }')"
-export VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
+export UPTIME_START UPTIME_END SYN_KEEPALIVE SYN_CMD PROXIES RELAY_1M
+VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //' || true)"
+VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }' || true)"
+# (wrk -v exits with 1)
+VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }' || true)"
+export VER_NGINX VER_HAPROXY VER_WRK
 # shellcheck disable=SC2086
 VER_SYN=$($SYN_CMD version 2>/dev/null || true)
 export VER_SYN="${VER_SYN%%$'\n'*}"
-export GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
-export KERNEL="$(uname -r)" CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" NCPU="$(nproc)"
+GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
+KERNEL="$(uname -r)"
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+NCPU="$(nproc)"
+export GIT_REV KERNEL CPU_MODEL NCPU
 python3 "$ROOT/native/bench/proxy/report.py"
