@@ -258,6 +258,7 @@ struct syn_conn {
 	uint64_t file_left;
 	uint8_t zc;     /* zero-copy sends: 0 not asked yet, 1 no, 2 yes (the engine's use) */
 	int32_t zc_res; /* the result of a zero-copy send awaiting its notification */
+	int32_t zc_bid; /* the pool buffer that send reads from, or -1 */
 
 	/* TLS (client side): the engine encrypts and decrypts (tls.c, uring.c) */
 	struct syn_tls_conn *tls; /* NULL for clear text */

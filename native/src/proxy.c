@@ -293,6 +293,7 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->file_fd = -1;
 	c->file_left = 0;
 	c->zc = 0;
+	c->zc_bid = -1;
 	c->tls = NULL;
 	c->tls_busy = c->tls_report = c->tls_want_send = 0;
 	memset(c->tried, 0, sizeof(c->tried));
@@ -390,7 +391,8 @@ static void server_active(struct syn_worker *w, struct syn_conn *c, int delta)
 
 void proxy_on_closed(struct syn_worker *w, struct syn_conn *c)
 {
-	close(c->fd);
+	if (c->fd >= 0) /* the engine may have closed it already (zero-copy sends) */
+		close(c->fd);
 	syn_tls_free(c);
 	if (c->file_fd >= 0) {
 		close(c->file_fd);

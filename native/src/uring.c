@@ -52,9 +52,12 @@ enum uring_op {
 #define UR_TICK_NS    50000000LL /* timers are checked at least this often */
 #define UR_ZC_MIN     16384      /* sends from this size on may go zero-copy */
 
-/* SYN_SEND_ZC: "off"; "auto" (the default: large sends to a peer that is
+/* SYN_SEND_ZC: "off" (the default); "auto" (large sends to a peer that is
  * not on this machine, since over loopback the kernel copies anyway, after
- * the extra work of pinning); "always" (large sends to any peer: tests). */
+ * the extra work of pinning the pages); "always" (large sends to any peer:
+ * tests).  Off by default because the logic hears of a zero-copy send only
+ * at the kernel's notification, which for TCP comes with the peer's ACK:
+ * a copied body then moves one buffer per round trip. */
 enum ur_zc_mode { UR_ZC_OFF = 0, UR_ZC_AUTO, UR_ZC_ALWAYS };
 
 struct uring_state {
@@ -70,6 +73,11 @@ struct uring_state {
 	uint8_t has_buf_ring;
 	uint8_t has_multishot_accept;
 	uint8_t zc_mode; /* enum ur_zc_mode, UR_ZC_OFF when the kernel lacks SEND_ZC */
+	/* a pool buffer a zero-copy send reads from is not given back to the
+	 * ring (where the kernel could fill it with another connection's
+	 * bytes) before the send's notification: pins, and releases held back */
+	uint16_t zc_pins[SYN_BUF_MAX];
+	uint8_t zc_held[SYN_BUF_MAX];
 	uint32_t nobufs; /* receives refused for want of a buffer since the last growth */
 };
 
@@ -135,6 +143,10 @@ static void ur_buf_release(struct syn_worker *w, int32_t bid)
 {
 	struct uring_state *s = ur(w);
 
+	if (s->zc_pins[bid]) { /* a zero-copy send still reads it */
+		s->zc_held[bid] = 1;
+		return;
+	}
 	if (s->has_buf_ring) {
 		io_uring_buf_ring_add(s->br, s->bufs[bid], SYN_BUF_SIZE, (unsigned short)bid,
 				      io_uring_buf_ring_mask(SYN_BUF_MAX), 0);
@@ -405,10 +417,42 @@ static int ur_zc_ok(struct syn_worker *w, struct syn_conn *c)
 	return c->zc == 2;
 }
 
+/* The pool buffer that holds [p, p + len), or -1 (a tx slab, a big buffer). */
+static int32_t ur_bid_of(struct uring_state *s, const char *p, uint32_t len)
+{
+	size_t chunk_bytes = (size_t)SYN_BUF_CHUNK * SYN_BUF_SIZE, off;
+	uint32_t i;
+
+	for (i = 0; i < s->nchunks; i++) {
+		if (p < s->chunks[i] || p >= s->chunks[i] + chunk_bytes)
+			continue;
+		off = (size_t)(p - s->chunks[i]);
+		if (off % SYN_BUF_SIZE + len > SYN_BUF_SIZE)
+			return -1;
+		return (int32_t)(i * SYN_BUF_CHUNK + off / SYN_BUF_SIZE);
+	}
+	return -1;
+}
+
+static void ur_zc_unpin(struct syn_worker *w, int32_t bid)
+{
+	struct uring_state *s = ur(w);
+
+	if (bid < 0 || --s->zc_pins[bid])
+		return;
+	if (s->zc_held[bid]) {
+		s->zc_held[bid] = 0;
+		ur_buf_release(w, bid);
+	}
+}
+
 /* A zero-copy send completes twice: the result (flagged MORE), then a
  * notification once the kernel has let go of the memory.  The logic hears
- * of it only then, so that a buffer is never reused or given back to the
- * ring while the NIC may still read it. */
+ * of it only then, so that what it does with its buffers next (compacting,
+ * appending, giving them back) never touches memory the NIC may still
+ * read; and the pool buffer it reads from is pinned besides, so that the
+ * peer connection closing does not hand it to the ring either.  Only sends
+ * from a pool buffer go zero-copy, one at a time per connection. */
 static void ur_send(struct syn_worker *w, struct syn_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -419,7 +463,9 @@ static void ur_send(struct syn_worker *w, struct syn_conn *c)
 	}
 	sqe = ur_sqe(w);
 
-	if (c->out_len >= UR_ZC_MIN && ur_zc_ok(w, c)) {
+	if (c->out_len >= UR_ZC_MIN && c->zc_bid < 0 && ur_zc_ok(w, c) &&
+	    (c->zc_bid = ur_bid_of(ur(w), c->out, c->out_len)) >= 0) {
+		ur(w)->zc_pins[c->zc_bid]++;
 		io_uring_prep_send_zc(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL, 0);
 		io_uring_sqe_set_data64(sqe, ur_data(OP_SEND_ZC, c->gen, conn_index(w, c)));
 		w->stats->io_ops[3]++;
@@ -510,6 +556,17 @@ static void ur_cancel(struct syn_worker *w, struct syn_conn *c)
 	sqe = ur_sqe(w);
 	io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
 	io_uring_sqe_set_data64(sqe, ur_data(OP_CANCEL, 0, 0));
+	if (c->zc_bid >= 0) {
+		/* a zero-copy send's notification comes when its bytes are
+		 * acknowledged or dropped: a peer that stops reading would hold
+		 * the connection for ever, so the queue is dropped now (RST) */
+		struct linger lg = {1, 0};
+
+		io_uring_submit(&ur(w)->ring); /* the cancel finds the fd first */
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(c->fd);
+		c->fd = -1;
+	}
 }
 
 const struct syn_io_ops syn_uring_ops = {
@@ -600,6 +657,10 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 		c->zc_res = cqe->res; /* the notification comes next */
 		return;
 	}
+	if (op == OP_SEND_ZC) {
+		ur_zc_unpin(w, c->zc_bid);
+		c->zc_bid = -1;
+	}
 	c->pending--;
 	switch (op) {
 	case OP_RECV:
@@ -686,9 +747,10 @@ static void ur_probe(struct uring_state *s)
 	if (!probe)
 		return;
 	if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
-		s->zc_mode = !mode || !strcmp(mode, "auto") ? UR_ZC_AUTO
-			     : !strcmp(mode, "always")      ? UR_ZC_ALWAYS
-							    : UR_ZC_OFF;
+		s->zc_mode = !mode                     ? UR_ZC_OFF
+			     : !strcmp(mode, "auto")   ? UR_ZC_AUTO
+			     : !strcmp(mode, "always") ? UR_ZC_ALWAYS
+						       : UR_ZC_OFF;
 	io_uring_free_probe(probe);
 }
 
