@@ -765,7 +765,9 @@ def _certificate_problem(ctx: _Ctx, path: tuple, cert: str, key: str) -> str:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except ssl.SSLError as e:
-        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+        # the wrong key of the certificate's type: KEY_VALUES_MISMATCH; of another type
+        # (an EC key for an RSA certificate): NO_CERTIFICATE_ASSIGNED
+        if e.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
             return f"the key {_show(key)} does not belong to the certificate {_show(cert)}"
         why = e.reason or e.strerror or str(e)
         return f"cannot load the certificate {_show(cert)} with the key {_show(key)}: {why}"
