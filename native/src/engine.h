@@ -440,6 +440,7 @@ int syn_tls_has_input(const struct syn_conn *c);
 int syn_tls_write(struct syn_conn *c, const char *p, uint32_t n);
 uint32_t syn_tls_take(struct syn_conn *c, const char **out);
 int syn_tls_has_output(const struct syn_conn *c);
+void syn_tls_close_notify(struct syn_conn *c);
 
 /* proxy.c: completions from the I/O engine */
 void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);

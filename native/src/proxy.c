@@ -367,6 +367,8 @@ static void conn_close(struct syn_worker *w, struct syn_conn *c)
 {
 	if (c->kind == CONN_FREE || c->closing)
 		return;
+	if (c->tls)
+		syn_tls_close_notify(c);
 	c->closing = 1;
 	c->state = CS_CLOSING;
 	timer_del(w, c);
@@ -1792,6 +1794,8 @@ static void tunnel_pump(struct syn_worker *w, struct syn_conn *s, struct syn_con
 static void tunnel_eof(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
 {
 	s->eof = 1;
+	if (d->tls)
+		syn_tls_close_notify(d);
 	shutdown(d->fd, SHUT_WR);
 	if (d->eof) {
 		struct syn_conn *c = s->kind == CONN_CLIENT ? s : d;

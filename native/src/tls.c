@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "engine.h"
 
@@ -361,6 +362,27 @@ uint32_t syn_tls_take(struct syn_conn *c, const char **out)
 
 	*out = s->tx;
 	return r > 0 ? (uint32_t)r : 0;
+}
+
+/* We are closing (or half-closing) the connection: a close_notify first,
+ * so the client can tell a response that ends at the close from one cut
+ * short.  Best effort, with one non-blocking send, and only when nothing of
+ * ours is still going out (it must not overtake it). */
+void syn_tls_close_notify(struct syn_conn *c)
+{
+	struct syn_tls_conn *s = c->tls;
+	const char *out;
+	uint32_t n;
+
+	if (!s || !s->done || c->tls_busy || c->fd < 0 || syn_tls_has_output(c))
+		return;
+	if (SSL_shutdown(s->ssl) < 0) {
+		ERR_clear_error();
+		return;
+	}
+	n = syn_tls_take(c, &out);
+	if (n && send(c->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return; /* the peer is gone or not reading: nothing to tell */
 }
 
 int syn_tls_has_output(const struct syn_conn *c)

@@ -767,3 +767,28 @@ def test_certificate_rotated_on_disk_and_reloaded(rotating, certs):
     # the default certificate was not touched
     with TlsConn(port, ctx, DEFAULT_NAME) as c:
         assert peer_der(c) == der_of(certs.default.cert)
+
+
+@pytest.mark.parametrize("how", ["connection-close", "http10-close-delimited"])
+def test_the_proxy_closes_with_close_notify(site, how):
+    """When the proxy ends a TLS connection, it says so (close_notify) before the FIN: a
+    client can tell a response that ends at the close from one cut short."""
+    s = socket.create_connection(("127.0.0.1", site.port), timeout=10)
+    tls = site.ctx.wrap_socket(s, server_hostname=A_NAME, suppress_ragged_eofs=False)
+    if how == "connection-close":
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    else:  # a chunked answer, decoded for HTTP/1.0: it ends where the connection does
+        tls.sendall(b"GET /chunked/300000 HTTP/1.0\r\n\r\n")
+    got = bytearray()
+    while True:
+        try:
+            chunk = tls.recv(65536)
+        except ssl.SSLEOFError:
+            pytest.fail("the connection ended without close_notify")
+        if not chunk:
+            break  # close_notify received
+        got += chunk
+    tls.close()
+    assert got.startswith(b"HTTP/1.1 200") or got.startswith(b"HTTP/1.0 200")
+    if how != "connection-close":
+        assert len(got) - got.find(b"\r\n\r\n") - 4 == 300_000
