@@ -220,6 +220,13 @@ class Supervisor:
             if log_fd >= 0:
                 os.close(log_fd)  # the engine keeps its own duplicate
         self.static.configure(statics, types, cache_dir)
+        self.watcher.watch_files(  # a rotated certificate reloads like an edited file
+            p
+            for lst in cfg.listeners.values()
+            if lst.tls
+            for c in lst.tls.certificates
+            for p in (c.cert, c.key)
+        )
         return describe_changes(old, cfg)
 
     def _prepare_cache(self, cfg: config_mod.Config) -> str:

@@ -792,3 +792,22 @@ def test_the_proxy_closes_with_close_notify(site, how):
     assert got.startswith(b"HTTP/1.1 200") or got.startswith(b"HTTP/1.0 200")
     if how != "connection-close":
         assert len(got) - got.find(b"\r\n\r\n") - 4 == 300_000
+
+
+def test_a_certificate_replaced_on_disk_is_reloaded_without_being_asked(rotating, certs):
+    """The directories of the certificate and key files are watched like the config
+    directory: a renewal tool replacing them is enough, no reload command needed."""
+    proxy = rotating
+    port = proxy.ports["https"]
+    ctx = client_context(certs.ca)
+    new = der_of(certs.a_rotated.cert)
+    gen = proxy.status()["generation"]
+    install(certs.a_rotated, Path(proxy.own.cert), Path(proxy.own.key))
+
+    def serves_new() -> bool:
+        with TlsConn(port, ctx, A_NAME) as c:
+            return peer_der(c) == new and c.get("/").body == b"a"
+
+    wait_for(serves_new, 5.0, "the new certificate served")
+    assert proxy.status()["generation"] > gen
+    assert proxy.metric("synapserve_config_last_reload_successful") == 1
