@@ -35,7 +35,7 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser bench-proxy bench-static fmt lint clean deb test-deb
+        fuzz pytest test run bench bench-parser bench-proxy bench-static bench-tls fmt lint clean deb test-deb
 
 all: native
 
@@ -153,7 +153,7 @@ run: native
 
 # ---- benchmarks -------------------------------------------------------------
 
-bench: bench-parser bench-proxy bench-static
+bench: bench-parser bench-proxy bench-static bench-tls
 
 bench-parser: deps deps-bench
 	bash native/bench/bench_parser.sh
@@ -163,6 +163,9 @@ bench-proxy: native
 
 bench-static: native
 	bash native/bench/static/bench_static.sh
+
+bench-tls: native
+	bash native/bench/tls/bench_tls.sh
 
 # ---- style ------------------------------------------------------------------
 
