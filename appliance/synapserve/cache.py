@@ -32,7 +32,7 @@ DEBOUNCE = 0.05
 
 def body_name(st: os.stat_result) -> str:
     """The cache name of a file's compressed body (static.c sf_br())."""
-    return f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+    return f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"
 
 
 def quality(size: int) -> int:
@@ -46,15 +46,30 @@ def quality(size: int) -> int:
 def prepare(cache_dir: str, uid: int = -1, gid: int = -1) -> str:
     """Create cache_dir/br (as root, before privileges are dropped, owned by the
     service user). Returns cache_dir, or "" with a warning when it cannot be
-    had: compression is then off, nothing else."""
+    had: compression is then off, nothing else.
+
+    As root, only directories made here are given to the service user, through
+    descriptors opened without following symlinks: a service user who owned
+    cache_dir before must not be able to point it (or br) at a directory of
+    root's and have it given away at the next start."""
     br = os.path.join(cache_dir, "br")
     try:
-        os.makedirs(br, mode=0o750, exist_ok=True)
-        if uid >= 0 and os.geteuid() == 0:
-            for d in (cache_dir, br):
-                os.chown(d, uid, gid)
-        probe = os.path.join(br, f".probe-{os.getpid()}")
+        made = []
+        for d in (cache_dir, br):
+            try:
+                os.mkdir(d, 0o750)
+                made.append(d)
+            except FileExistsError:
+                pass
+        for d in (cache_dir, br):
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                if uid >= 0 and os.geteuid() == 0 and d in made:
+                    os.fchown(fd, uid, gid)
+            finally:
+                os.close(fd)
         if uid < 0 or os.geteuid() != 0:
+            probe = os.path.join(br, f".probe-{os.getpid()}")
             with open(probe, "wb"):
                 pass
             os.unlink(probe)
@@ -62,7 +77,7 @@ def prepare(cache_dir: str, uid: int = -1, gid: int = -1) -> str:
         log.warning(
             "cache_dir %s is not usable (%s): static files are served uncompressed",
             cache_dir,
-            e.strerror,
+            e.strerror or e,
         )
         return ""
     return cache_dir
@@ -131,7 +146,8 @@ class StaticFiles:
                 self._observer.stop()
                 self._observer = None
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            # no timeout: the thread calls into the engine, which is closed after this
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop:
@@ -224,7 +240,14 @@ def _compress(path: str, st: os.stat_result, br: str, name: str) -> bool:
     try:
         with open(tmp, "wb") as f:
             f.write(body)
+            f.flush()
+            os.fsync(f.fileno())  # never a name for a body that a crash could empty
         os.rename(tmp, os.path.join(br, name))
+        dfd = os.open(br, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except OSError as e:
         log.warning("cannot write a compressed body in %s: %s", br, e.strerror)
         try:

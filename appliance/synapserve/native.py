@@ -132,7 +132,8 @@ class Engine:
 
     def static_changed(self) -> None:
         """Files under a static root (or their compressed bodies) changed."""
-        lib.syn_engine_static_changed(self._e)
+        if self._e != ffi.NULL:  # after close(), a late report is dropped
+            lib.syn_engine_static_changed(self._e)
 
     def set_server_up(self, slot: int, up: bool) -> None:
         lib.syn_engine_server_set_up(self._e, slot, 1 if up else 0)

@@ -316,6 +316,7 @@ static int plan_statics(struct rt_plan *rp, const struct syn_plan *p)
 		st->root_fd = open(st->cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (st->root_fd < 0)
 			return -errno;
+		rp->nstatics++; /* from here on, syn_plan_free closes it */
 		real = realpath(st->cfg.root, NULL);
 		if (!real)
 			return -errno;
@@ -326,7 +327,6 @@ static int plan_statics(struct rt_plan *rp, const struct syn_plan *p)
 		}
 		memcpy(st->real, real, st->real_len + 1);
 		free(real);
-		rp->nstatics++;
 	}
 	if (p->nmimes) /* memcpy from NULL is undefined even for 0 bytes */
 		memcpy(rp->mimes, p->mimes, p->nmimes * sizeof(*rp->mimes));

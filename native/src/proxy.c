@@ -966,7 +966,9 @@ static void static_begin(struct syn_worker *w, struct syn_conn *c, const char *b
 	c->file_fd = a.fd;
 	c->file_off = a.off;
 	c->file_left = a.left;
-	timer_del(w, c);
+	/* a client that does not read its answer is let go of, as one that does
+	 * not send its body is */
+	timer_set(w, c, TL_CLIENT_BODY, c->plan->limits.client_body_timeout_ms);
 	client_send(w, c, c->tx, a.len, 0);
 }
 

@@ -40,6 +40,8 @@ struct sf_entry {
 	uint64_t checked_ms;
 	uint64_t size, ino, dev;
 	int64_t mtime_ns;
+	int64_t ctime_ns; /* changes with every write, and cannot be set back */
+	int64_t lm_s;     /* Last-Modified: the mtime, or now when that is later */
 	uint64_t br_size;
 	int fd, br_fd;
 	uint32_t hash, statik;
@@ -47,7 +49,7 @@ struct sf_entry {
 	uint8_t kind, br, compressible, etag_len, type_len;
 	uint8_t body_ok;  /* the file's bytes are in the table's body slot */
 	const char *type; /* in the plan's types */
-	char etag[48];    /* "ino-size-mtime", quotes included */
+	char etag[80];    /* "ino-size-mtime-ctime", quotes included */
 	char lastmod[32];
 	char path[SF_PATH];
 };
@@ -368,9 +370,12 @@ done:
 
 static int sf_same(const struct sf_entry *e, const struct stat *sb)
 {
+	/* the ctime too: a copy that keeps the mtime (cp -p, rsync -t, a build with a
+	 * fixed SOURCE_DATE_EPOCH) changes it all the same */
 	return (uint64_t)sb->st_ino == e->ino && (uint64_t)sb->st_dev == e->dev &&
 	       (uint64_t)sb->st_size == e->size &&
-	       (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec == e->mtime_ns;
+	       (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec == e->mtime_ns &&
+	       (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec == e->ctime_ns;
 }
 
 /* Fill e from a descriptor just opened for rel; 0 or a status (fd closed). */
@@ -396,13 +401,24 @@ static int sf_fill(struct syn_worker *w, const struct rt_plan *rp, struct sf_ent
 	e->dev = (uint64_t)sb.st_dev;
 	e->size = (uint64_t)sb.st_size;
 	e->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	e->ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+	{
+		struct timespec now;
+
+		/* never later than Date (RFC 9110 8.8.2.1): a file from the future
+		 * would otherwise be "not modified" until that future came */
+		clock_gettime(CLOCK_REALTIME_COARSE, &now);
+		e->lm_s = sb.st_mtim.tv_sec < now.tv_sec ? (int64_t)sb.st_mtim.tv_sec
+							 : (int64_t)now.tv_sec;
+	}
 	e->plan_gen = rp->generation;
 	e->change_gen = atomic_load_explicit(&w->e->static_gen, memory_order_acquire);
 	e->checked_ms = w->now_ms;
-	e->etag_len = (uint8_t)snprintf(e->etag, sizeof(e->etag), "\"%llx-%llx-%llx\"",
-					(unsigned long long)e->ino, (unsigned long long)e->size,
-					(unsigned long long)e->mtime_ns);
-	syn_http_date((int64_t)sb.st_mtim.tv_sec, e->lastmod);
+	e->etag_len =
+		(uint8_t)snprintf(e->etag, sizeof(e->etag), "\"%llx-%llx-%llx-%llx\"",
+				  (unsigned long long)e->ino, (unsigned long long)e->size,
+				  (unsigned long long)e->mtime_ns, (unsigned long long)e->ctime_ns);
+	syn_http_date(e->lm_s, e->lastmod);
 	sf_type(rp, e, rel, n);
 	return 0;
 }
@@ -499,7 +515,7 @@ static struct sf_entry *sf_get(struct syn_worker *w, const struct rt_plan *rp, u
 /* The compressed body of e, looked for under the one name it can have. */
 static int sf_br(const struct rt_plan *rp, struct sf_entry *e)
 {
-	char name[96];
+	char name[128];
 	struct stat sb;
 	int fd;
 
@@ -508,14 +524,14 @@ static int sf_br(const struct rt_plan *rp, struct sf_entry *e)
 	e->br = SF_BR_NONE;
 	if (rp->cache_fd < 0)
 		return 0;
-	snprintf(name, sizeof(name), "br/%llx-%llx-%llx-%llx", (unsigned long long)e->dev,
+	snprintf(name, sizeof(name), "br/%llx-%llx-%llx-%llx-%llx", (unsigned long long)e->dev,
 		 (unsigned long long)e->ino, (unsigned long long)e->size,
-		 (unsigned long long)e->mtime_ns);
+		 (unsigned long long)e->mtime_ns, (unsigned long long)e->ctime_ns);
 	fd = openat(rp->cache_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return 0;
-	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
-		close(fd);
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode) || !sb.st_size) {
+		close(fd); /* an empty one is what a crash left, not a body */
 		return 0;
 	}
 	e->br_fd = fd;
@@ -689,6 +705,32 @@ int syn_static_range(const char *p, size_t n, uint64_t size, uint64_t *off, uint
 
 /* ---- the answer ---------------------------------------------------------------- */
 
+/* A normalized path percent-encoded for a Location field: what is not a
+ * path character of RFC 3986 is escaped.  Its length, or 0 when it does not
+ * fit. */
+static size_t sf_encode_path(const char *p, size_t n, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || strchr("/-._~!$&'()*+,;=:@", c);
+
+		if (o + 3 > cap)
+			return 0;
+		if (plain && c) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	return o;
+}
+
 struct sf_out {
 	char *buf;
 	uint32_t len, cap;
@@ -750,7 +792,8 @@ static void sf_end(const struct syn_conn *c, struct sf_out *o)
 
 /* An answer with a short text body of our own (errors, 301). */
 static int sf_plain(struct syn_worker *w, const struct syn_conn *c, int status, const char *extra,
-		    struct sf_str extra_val, char *out, uint32_t cap, struct syn_static_answer *a)
+		    struct sf_str extra_val, int vary, char *out, uint32_t cap,
+		    struct syn_static_answer *a)
 {
 	struct sf_out o = {out, 0, cap, 0};
 	char body[64];
@@ -762,6 +805,8 @@ static int sf_plain(struct syn_worker *w, const struct syn_conn *c, int status, 
 		sf_put(&o, extra_val.p, extra_val.n);
 		sf_puts(&o, "\r\n");
 	}
+	if (vary)
+		sf_puts(&o, "Vary: Accept-Encoding\r\n");
 	sf_puts(&o, "Content-Type: text/plain\r\nContent-Length: ");
 	sf_u64(&o, (uint64_t)blen);
 	sf_puts(&o, "\r\n");
@@ -794,7 +839,7 @@ int syn_static_answer(struct syn_worker *w, struct syn_conn *c, const struct rt_
 	const struct rt_plan *rp = c->plan;
 	const struct rt_static *st = &rp->statics[route->statik];
 	const char *target = buf + req->target.off, *q;
-	char path[SF_PATH_MAX + SYN_NAME_MAX + 2], etag[64];
+	char path[SF_PATH_MAX + SYN_NAME_MAX + 2], etag[96];
 	size_t plen, n, elen;
 	struct sf_entry spare, *f;
 	struct sf_str v, ir;
@@ -807,7 +852,8 @@ int syn_static_answer(struct syn_worker *w, struct syn_conn *c, const struct rt_
 	a->off = a->left = 0;
 	a->len = a->head_bytes = 0;
 	if (!is_get && req->method != SYN_M_HEAD)
-		return sf_plain(w, c, 405, "Allow: ", (struct sf_str){"GET, HEAD", 9}, out, cap, a);
+		return sf_plain(w, c, 405, "Allow: ", (struct sf_str){"GET, HEAD", 9}, 0, out, cap,
+				a);
 	q = memchr(target, '?', req->target.len);
 	plen = q ? (size_t)(q - target) : req->target.len;
 again:
@@ -815,30 +861,30 @@ again:
 	if (!status && (n < route->len || memcmp(path, route->path, route->len)))
 		status = 403; /* normalized out of the route */
 	if (status)
-		return sf_plain(w, c, status, NULL, sf_none, out, cap, a);
+		return sf_plain(w, c, status, NULL, sf_none, 0, out, cap, a);
 	if (n == 1)
 		memcpy(path, "/.", 3), n = 2;
 	f = sf_get(w, rp, route->statik, path + 1, n - 1, &spare, &status);
 	if (!f)
-		return sf_plain(w, c, status, NULL, sf_none, out, cap, a);
+		return sf_plain(w, c, status, NULL, sf_none, 0, out, cap, a);
 	if (f->kind == SF_DIR) {
 		if (f == &spare)
 			sf_drop(&spare);
 		if (path[n - 1] != '/' && !(n == 2 && path[1] == '.')) {
-			/* "/dir" -> "/dir/", the query kept */
+			/* "/dir" -> "/dir/", the query kept; from the normalized
+			 * path, encoded again: never a raw "//host" of the client's */
 			char loc[SF_PATH_MAX];
-			size_t k = plen < sizeof(loc) - 1 ? plen : 0;
+			size_t k = sf_encode_path(path, n, loc, sizeof(loc) - 2);
 
 			if (!k || (q && k + 1 + (req->target.len - plen) > sizeof(loc)))
-				return sf_plain(w, c, 404, NULL, sf_none, out, cap, a);
-			memcpy(loc, target, k);
+				return sf_plain(w, c, 404, NULL, sf_none, 0, out, cap, a);
 			loc[k++] = '/';
 			if (q) {
 				memcpy(loc + k, q, req->target.len - plen);
 				k += req->target.len - plen;
 			}
-			return sf_plain(w, c, 301, "Location: ", (struct sf_str){loc, k}, out, cap,
-					a);
+			return sf_plain(w, c, 301, "Location: ", (struct sf_str){loc, k}, 0, out,
+					cap, a);
 		}
 		if (n == 2 && path[1] == '.')
 			n = 1; /* the root: "/" + index */
@@ -850,7 +896,7 @@ again:
 				sf_drop(&spare);
 			/* no index: no listing either */
 			status = !f && status != 404 ? status : 403;
-			return sf_plain(w, c, status, NULL, sf_none, out, cap, a);
+			return sf_plain(w, c, status, NULL, sf_none, 0, out, cap, a);
 		}
 	}
 
@@ -873,7 +919,7 @@ again:
 	status = 200;
 
 	/* preconditions, in the order of RFC 9110 13.2.2 */
-	t = f->mtime_ns >= 0 ? f->mtime_ns / 1000000000 : -1;
+	t = f->lm_s;
 	if ((v = sf_field(buf, req, "if-match")).p) {
 		if (!sf_etag_match(v, etag, elen, 1))
 			status = 412;
@@ -913,7 +959,7 @@ again:
 	if (status == 412) {
 		if (f == &spare)
 			sf_drop(&spare);
-		return sf_plain(w, c, 412, NULL, sf_none, out, cap, a);
+		return sf_plain(w, c, 412, NULL, sf_none, vary, out, cap, a);
 	}
 
 	sf_begin(w, c, &o, status);
@@ -923,8 +969,8 @@ again:
 
 		if (f == &spare)
 			sf_drop(&spare);
-		return sf_plain(w, c, 416, "Content-Range: ", (struct sf_str){cr, (size_t)k}, out,
-				cap, a);
+		return sf_plain(w, c, 416, "Content-Range: ", (struct sf_str){cr, (size_t)k}, vary,
+				out, cap, a);
 	}
 	if (status != 304) {
 		sf_puts(&o, "Content-Type: ");
@@ -937,7 +983,8 @@ again:
 	sf_put(&o, f->lastmod, 29);
 	sf_puts(&o, "\r\nETag: ");
 	sf_put(&o, etag, elen);
-	sf_puts(&o, status == 304 ? "\r\n" : "\r\nAccept-Ranges: bytes\r\n");
+	/* ranges are served of the identity body only */
+	sf_puts(&o, status == 304 || br ? "\r\n" : "\r\nAccept-Ranges: bytes\r\n");
 	if (vary)
 		sf_puts(&o, "Vary: Accept-Encoding\r\n");
 	if (br)
@@ -956,7 +1003,7 @@ again:
 	if (o.overflow) {
 		if (f == &spare)
 			sf_drop(&spare);
-		return sf_plain(w, c, 500, NULL, sf_none, out, cap, a);
+		return sf_plain(w, c, 500, NULL, sf_none, 0, out, cap, a);
 	}
 	if (status == 304 || c->head_req || !len) {
 		a->len = o.len;
@@ -985,7 +1032,7 @@ again:
 			if (f != &spare)
 				sf_drop(f);
 			if (tries++ || c->head_req)
-				return sf_plain(w, c, 500, NULL, sf_none, out, cap, a);
+				return sf_plain(w, c, 500, NULL, sf_none, 0, out, cap, a);
 			o.len = 0;
 			br = rg = 0;
 			goto again;
@@ -1002,7 +1049,7 @@ again:
 			close(spare.br_fd);
 	}
 	if (a->fd < 0)
-		return sf_plain(w, c, 503, NULL, sf_none, out, cap, a);
+		return sf_plain(w, c, 503, NULL, sf_none, 0, out, cap, a);
 	a->off = off;
 	a->left = len;
 	a->len = o.len;

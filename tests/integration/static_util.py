@@ -27,9 +27,9 @@ BIG_SIZE = MiB  # /big.bin: its body goes by splice
 
 
 def etag(path: str | os.PathLike) -> str:
-    """The strong ETag of docs/static-files.md: "<inode>-<size>-<mtime in ns>", hex."""
+    """The strong ETag of docs/static-files.md: "<inode>-<size>-<mtime ns>-<ctime ns>", hex."""
     st = os.stat(path)
-    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"'
 
 
 def etag_br(path: str | os.PathLike) -> str:
@@ -47,7 +47,7 @@ def last_modified(path: str | os.PathLike) -> str:
 def cache_name(path: str | os.PathLike) -> str:
     """The name of a file's compressed body under cache_dir/br/."""
     st = os.stat(path)
-    return f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+    return f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"
 
 
 def _read_mime_types(path: str = "/etc/mime.types") -> dict[str, str]:

@@ -1433,3 +1433,80 @@ def test_static_requests_and_body_bytes_are_counted(synapserve, tmp_path):
         wait_for(lambda: now() == want, 2.0, "the request counters")
     except AssertionError:
         assert now() == want
+
+
+# ---- found in review ----------------------------------------------------------------------------
+
+
+def test_a_file_rewritten_in_place_with_its_old_mtime_is_served_fresh(synapserve, tmp_path):
+    """cp -p, rsync -t or a reproducible build change a file's content and keep its size and
+    mtime: the ctime still tells, for the identity body, the in-memory copy of a small file,
+    and the compressed body."""
+    root = tmp_path / "www"
+    root.mkdir()
+    small, big = root / "app.js", root / "big.js"
+    write_file(small, b"var a = 1;\n" * 100)
+    write_file(big, b"function f() { return 1; }\n" * 1000)
+    proxy = serve(synapserve, tmp_path, root)
+    br = [("Accept-Encoding", "br")]
+    wait_for(lambda: proxy.request("GET", "/big.js", headers=br).header("Content-Encoding"), 3.0)
+    assert proxy.request("GET", "/app.js").body == small.read_bytes()
+    for f, new in ((small, b"var b = 2;\n" * 100), (big, b"function g() { return 2; }\n" * 1000)):
+        st = f.stat()
+        with open(f, "r+b") as out:  # same size, in place
+            out.write(new)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # the old mtime back
+        assert f.stat().st_mtime_ns == st.st_mtime_ns and f.stat().st_size == st.st_size
+    wait_for(
+        lambda: proxy.request("GET", "/app.js").body == small.read_bytes(),
+        FRESH_WITHIN,
+        "the small file's new content",
+    )
+
+    def fresh_br() -> bool:
+        r = proxy.request("GET", "/big.js", headers=br)
+        body = brotli.decompress(r.body) if r.header("Content-Encoding") == "br" else r.body
+        return body == big.read_bytes()
+
+    assert proxy.request("GET", "/big.js").body == big.read_bytes()
+    for _ in range(20):  # identity or a fresh body, never the old one
+        assert fresh_br()
+        time.sleep(0.05)
+
+
+def test_last_modified_is_never_later_than_date(synapserve, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    f = root / "future.txt"
+    write_file(f, b"from the future\n")
+    later = time.time() + 2 * 86400
+    os.utime(f, (later, later))
+    proxy = serve(synapserve, tmp_path, root, compress=False)
+    r = proxy.request("GET", "/future.txt")
+    assert r.status == 200
+    lm = email.utils.parsedate_to_datetime(r.header("Last-Modified"))
+    date = email.utils.parsedate_to_datetime(r.header("Date"))
+    assert lm <= date
+    # so a client revalidating with it does not get "not modified" for two days of changes
+    # (HTTP dates have whole seconds: a change within the same second cannot tell)
+    time.sleep(1.1)
+    write_file(f, b"changed today\n")
+    os.utime(f, (later, later))
+    r2 = proxy.request(
+        "GET", "/future.txt", headers=[("If-Modified-Since", r.header("Last-Modified"))]
+    )
+    assert r2.status == 200 and r2.body == b"changed today\n"
+
+
+@pytest.mark.parametrize(
+    "target,location",
+    [
+        ("//evil.example/../docs", "/docs/"),
+        ("/x/../docs?a=1", "/docs/?a=1"),
+        ("/do%63s", "/docs/"),
+    ],
+)
+def test_the_redirect_to_a_directory_is_built_from_the_normalized_path(site, target, location):
+    r = raw_get(site.proxy, target)
+    assert r.status == 301
+    assert r.response().header("Location") == location
