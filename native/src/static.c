@@ -24,7 +24,10 @@
 
 #include "engine.h"
 
-#define SF_ENTRIES       512 /* per worker; a power of two */
+#define SF_ENTRIES 512 /* per worker; a power of two */
+#define SF_WAYS \
+	2                    /* entries a path may take: two hot files on one slot
+			      * would otherwise reopen each other for ever */
 #define SF_PATH          232 /* longest relative path kept in the table */
 #define SF_REVALIDATE_MS 1000
 #define SF_BR_MIN        256 /* smaller files are not compressed (the control plane agrees) */
@@ -38,6 +41,7 @@ struct sf_entry {
 	uint64_t plan_gen;   /* the plan whose roots and types it was made with */
 	uint64_t change_gen; /* the change counter when last checked */
 	uint64_t checked_ms;
+	uint64_t used_ms; /* the last request that took it: of a set, the older goes */
 	uint64_t size, ino, dev;
 	int64_t mtime_ns;
 	int64_t ctime_ns; /* changes with every write, and cannot be set back */
@@ -469,9 +473,17 @@ static struct sf_entry *sf_get(struct syn_worker *w, const struct rt_plan *rp, u
 	if (gen != w->files->swept_gen)
 		syn_static_sweep(w, rp);
 	if (n < SF_PATH) {
-		e = &w->files->e[h & (SF_ENTRIES - 1)];
-		if (e->kind != SF_FREE && e->hash == h && e->statik == statik && e->plen == n &&
-		    e->plan_gen == rp->generation && !memcmp(e->path, rel, n)) {
+		struct sf_entry *set = &w->files->e[(h & (SF_ENTRIES / SF_WAYS - 1)) * SF_WAYS];
+		uint32_t i;
+
+		e = NULL;
+		for (i = 0; i < SF_WAYS && !e; i++)
+			if (set[i].kind != SF_FREE && set[i].hash == h && set[i].statik == statik &&
+			    set[i].plen == n && set[i].plan_gen == rp->generation &&
+			    !memcmp(set[i].path, rel, n))
+				e = &set[i];
+		if (e) {
+			e->used_ms = w->now_ms;
 			if (e->change_gen == gen && w->now_ms - e->checked_ms < SF_REVALIDATE_MS)
 				return e;
 			if (!fstatat(st->root_fd, e->path, &sb, 0) && sf_same(e, &sb)) {
@@ -481,8 +493,14 @@ static struct sf_entry *sf_get(struct syn_worker *w, const struct rt_plan *rp, u
 					e->br = SF_BR_UNKNOWN; /* its body may be ready now */
 				return e;
 			}
+		} else { /* a free way, else the one used least lately */
+			e = &set[0];
+			for (i = 0; i < SF_WAYS && e->kind != SF_FREE; i++)
+				if (set[i].kind == SF_FREE || set[i].used_ms < e->used_ms)
+					e = &set[i];
 		}
 		sf_drop(e);
+		e->used_ms = w->now_ms;
 	} else {
 		spare->fd = spare->br_fd = -1;
 		spare->kind = SF_FREE;

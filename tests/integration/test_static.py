@@ -1510,3 +1510,40 @@ def test_the_redirect_to_a_directory_is_built_from_the_normalized_path(site, tar
     r = raw_get(site.proxy, target)
     assert r.status == 301
     assert r.response().header("Location") == location
+
+
+def _sf_set(statik: int, rel: str) -> int:
+    """The set of the worker's open-file table a path falls in (static.c sf_hash, 256 sets)."""
+    h = 2166136261 ^ statik
+    for b in rel.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h & 255
+
+
+def test_two_hot_files_of_one_set_stay_open_together(synapserve, tmp_path):
+    """Two files whose paths fall in the same set of the table are both kept open (two
+    ways a set): alternating requests do not reopen one another."""
+    root = tmp_path / "www"
+    root.mkdir()
+    seen: dict[int, str] = {}
+    for i in range(10_000):
+        name = f"f{i}.txt"
+        s = _sf_set(0, name)
+        if s in seen:
+            pair = (seen[s], name)
+            break
+        seen[s] = name
+    for name in pair:
+        write_file(root / name, name.encode())
+    proxy = serve(synapserve, tmp_path, root, compress=False)
+    fd_dir = f"/proc/{proxy.proc.pid}/fd"
+    for _ in range(3):
+        for name in pair:
+            assert proxy.request("GET", "/" + name).body == name.encode()
+    links = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            links.add(os.readlink(f"{fd_dir}/{fd}"))
+        except OSError:
+            pass
+    assert {str(root / n) for n in pair} <= links
