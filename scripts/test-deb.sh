@@ -158,6 +158,9 @@ say "installed in $(($(date +%s) - t0)) s; new packages: $(awk '/NEW packages/ {
 	fail "the package did not enable synapserve.service"
 
 install -D -m 755 tests/packaging/guest-check.sh "$root/usr/local/lib/synapserve-pkgtest/guest-check.sh"
+# a certificate for the TLS check (the guest has no openssl command to make one)
+install -D -m 644 -t "$root/usr/local/lib/synapserve-pkgtest/tls" tests/packaging/tls/pkgtest.pem \
+	tests/packaging/tls/pkgtest.key
 install -D -m 644 tests/packaging/synapserve-pkgtest.service \
 	"$root/etc/systemd/system/synapserve-pkgtest.service"
 ln -s ../synapserve-pkgtest.service "$root/etc/systemd/system/multi-user.target.wants/"

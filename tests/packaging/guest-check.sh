@@ -272,6 +272,41 @@ static = { root = "/srv/pkgtest-static", compress = true }'
 	return $rc
 }
 
+# A TLS listener added by an edit: bound on 443 by the running service (its one
+# capability), the key readable by the service user only, TLS served under the
+# unit's sandbox; then the listener removed again.
+check_tls_listener() {
+	local rc=0
+	install -d -m 755 /etc/synapserve/tls
+	install -m 644 /usr/local/lib/synapserve-pkgtest/tls/pkgtest.pem /etc/synapserve/tls/
+	install -m 640 -g synapserve /usr/local/lib/synapserve-pkgtest/tls/pkgtest.key \
+		/etc/synapserve/tls/
+	write_site "$GOOD_SITE
+[listeners.https]
+bind = \"127.0.0.1:443\"
+tls = { certificates = [{ cert = \"/etc/synapserve/tls/pkgtest.pem\", key = \"/etc/synapserve/tls/pkgtest.key\" }] }"
+	if wait_for 20 serves_tls; then
+		curl -s --cacert /etc/synapserve/tls/pkgtest.pem --resolve pkgtest.example:443:127.0.0.1 \
+			https://pkgtest.example/ | grep -q 'hello from the pkgtest upstream' || rc=1
+		curl -s "$ADMIN/metrics" | grep '^synapserve_tls_handshakes_total'
+		curl -s "$ADMIN/metrics" |
+			grep -q '^synapserve_tls_handshakes_total{listener="https",result="success"} [1-9]' ||
+			rc=1
+	else
+		curl -sv -k https://127.0.0.1/ 2>&1 | tail -n 20
+		journalctl -u "$UNIT" --no-pager -o cat | tail -n 5
+		rc=1
+	fi
+	write_site "$GOOD_SITE"
+	wait_for 20 serves_upstream
+	rm -rf /etc/synapserve/tls # ours, not the package's: purge must not find it
+	return $rc
+}
+
+serves_tls() {
+	[ "$(curl -sk https://127.0.0.1/)" = "hello from the pkgtest upstream" ]
+}
+
 check_broken_edit_keeps_serving() {
 	local pid
 	pid=$(mainpid)
@@ -429,6 +464,7 @@ run synapserve-reload-and-post-reload check_reload_commands
 run access-log-and-logrotate-reopen check_access_log_and_logrotate
 run metrics check_metrics
 run static-files-compressed-under-unit check_static_files_compressed
+run tls-listener-under-unit check_tls_listener
 run systemctl-restart check_systemctl_restart
 run upgrade-keeps-edited-conffile-and-restarts check_upgrade_keeps_conffile
 run remove-stops-service check_remove_stops
