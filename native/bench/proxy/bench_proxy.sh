@@ -56,13 +56,9 @@
 # (copy: recv/send through its 16 KiB buffers, as for 1 KiB).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
-ROOT=$PWD
-if [ ! -f appliance/synapserve/supervisor.py ]; then
-	echo "bench_proxy.sh: run it inside the synapserve tree" >&2
-	exit 1
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
+BENCH_NAME=bench_proxy
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
@@ -89,15 +85,6 @@ NGX_PORT=$((PORT_BASE + 3))
 HAP_PORT=$((PORT_BASE + 4))
 RELAY_PORT=$((PORT_BASE + 5))
 
-HZ=$(getconf CLK_TCK)
-START_TIME=$(date +%s)
-
-log() { echo "bench_proxy: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
 for px in $PROXIES; do
 	case $px in
 	synapserve | nginx | haproxy | relay) ;;
@@ -108,96 +95,28 @@ case $RELAY_1M in copy | splice) ;; *) die "BENCH_RELAY_1M: copy or splice, not 
 
 # ---- what is needed, installed when absent ---------------------------------
 
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' installed$'; }
-
-missing=()
-have_nginx=
-for p in nginx nginx-light nginx-core nginx-full nginx-extras; do
-	if pkg_installed "$p" && command -v nginx >/dev/null 2>&1; then
-		have_nginx=1
-		break
-	fi
-done
-[ -n "$have_nginx" ] || missing+=(nginx)
-pkg_installed haproxy || missing+=(haproxy)
-pkg_installed wrk || missing+=(wrk)
-pkg_installed curl || missing+=(curl)
-if [ "$STRACE" = 1 ] && ! command -v strace >/dev/null 2>&1; then
-	missing+=(strace)
-fi
-[ -x /usr/bin/time ] || missing+=(time)
+need_nginx
+need_pkg haproxy wrk curl
+if [ "$STRACE" = 1 ]; then need_cmd strace; fi
+need_file -x /usr/bin/time time
 case " $PROXIES " in
 *" relay "*)
-	command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-	[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
+	need_cmd gcc
+	need_file -f /usr/include/liburing.h liburing-dev
 	;;
 esac
-installed_now=()
-if [ ${#missing[@]} -gt 0 ]; then
-	log "installing ${missing[*]}"
-	if [ "$(id -u)" = 0 ]; then
-		SUDO=
-	elif command -v sudo >/dev/null 2>&1; then
-		SUDO=sudo
-	else
-		die "need root or sudo to install: ${missing[*]}"
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	$SUDO apt-get update -qq
-	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-	installed_now=("${missing[@]}")
-fi
+install_missing
 
-# The packages' postinst may have started their system services: stop those
-# (only those we just installed), by their own pid files, nothing else.
-stop_service() { # name pidfile
-	local pid
-	[ -s "$2" ] || return 0
-	pid=$(cat "$2" 2>/dev/null) || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	log "stopping the $1 service the package started (pid $pid)"
-	if command -v service >/dev/null 2>&1; then
-		${SUDO:-} service "$1" stop >/dev/null 2>&1 || true
-	fi
-	sleep 0.5
-	if kill -0 "$pid" 2>/dev/null; then
-		${SUDO:-} kill "$pid" 2>/dev/null || true
-	fi
-}
-for p in "${installed_now[@]}"; do
-	case $p in
-	nginx*) stop_service nginx /run/nginx.pid ;;
-	haproxy) stop_service haproxy /run/haproxy.pid ;;
-	esac
-done
-
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-	log "make native"
-	make -s native >&2 || die "make native failed"
-fi
+build_native
 [ -x .venv/bin/synapserve ] || die ".venv/bin/synapserve missing: run make native"
 
 # ---- limits, ports, scratch space -------------------------------------------
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-[ "$NOFILE" -ge 4096 ] || die "ulimit -n is $NOFILE; 1000 connections need >= 4096"
+raise_nofile "1000 connections"
+check_ports "$BACKEND_PORT" "$SYN_PORT" "$SYN_ADMIN" "$NGX_PORT" "$HAP_PORT" "$RELAY_PORT"
 
-for p in $BACKEND_PORT $SYN_PORT $SYN_ADMIN $NGX_PORT $HAP_PORT $RELAY_PORT; do
-	if ss -Htln "sport = :$p" | grep -q .; then
-		die "port $p is in use (set BENCH_PORT_BASE)"
-	fi
-done
-
-T=$(mktemp -d /tmp/bench-proxy.XXXXXX)
-chmod 755 "$T"
-rm -rf "$OUT"
-mkdir -p "$OUT/runs"
-RUNS=$ROOT/$OUT/runs
-TSV=$ROOT/$OUT/results.tsv
+scratch bench-proxy
 SYSC=$ROOT/$OUT/syscalls.tsv
-NOTES=$ROOT/$OUT/notes.txt
-: >"$NOTES"
 printf 'scenario\tproxy\tstatus\trps\tp50_ms\tp99_ms\tuser_us\tsys_us\ttotal_us\thwm_kib\tup_new_timed\tup_new_warm\terrors\tothers_pct\tsteal_pct\tbytes_per_req\twrk_us\tbackend_us\textra\n' >"$TSV"
 printf 'proxy\trequests\tsyscalls\tper_request\ttop\n' >"$SYSC"
 
@@ -210,126 +129,9 @@ case " $PROXIES " in
 	;;
 esac
 
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	sleep 0.3
-	for p in "${PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-# ---- measuring --------------------------------------------------------------
-
-# utime+stime, in clock ticks, summed over the processes given (all threads).
-proc_ticks() { # pid... -> "user sys"
-	local f=()
-	local p
-	for p in "$@"; do f+=("/proc/$p/stat"); done
-	awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u + 0, s + 0 }' "${f[@]}"
-}
-
-# busy (user+nice+system+irq+softirq) and steal ticks of the whole machine.
-machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
-
-now() { date +%s.%N; }
-
-backend_accepts() {
-	curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/stub_status" | awk 'NR == 3 { print $1 }'
-}
-
-# Wait until other processes use less than IDLE_MAX % of one CPU (sampled
-# over 1 s), up to IDLE_WAIT s.  Prints the last figure.
-wait_quiet() {
-	local b0 b1 bk0 bk1 pct waited=0
-	while :; do
-		read -r b0 _ < <(machine_ticks)
-		read -r bk0 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
-		sleep 1
-		read -r b1 _ < <(machine_ticks)
-		read -r bk1 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
-		pct=$(awk -v d=$((b1 - b0 - (bk1 - bk0))) -v hz="$HZ" 'BEGIN { p = d * 100 / hz; if (p < 0) p = 0; printf "%.0f", p }')
-		waited=$((waited + 1))
-		if [ "$pct" -le "$IDLE_MAX" ] || [ "$waited" -ge "$IDLE_WAIT" ] ||
-			[ $(($(date +%s) - START_TIME)) -ge "$WAIT_BUDGET" ]; then
-			[ "$waited" -gt 1 ] && log "waited ${waited}s for a quiet machine (others: ${pct}% of a CPU)"
-			echo "$pct"
-			return
-		fi
-	done
-}
-
-wait_http() { # url size: until it answers 200 with that many bytes (10 s)
-	local _i r
-	for _i in $(seq 100); do
-		r=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "$1" || true)
-		[ "$r" = "200 $2" ] && return 0
-		sleep 0.1
-	done
-	log "$1 did not answer 200 with $2 bytes (last: $r)"
-	return 1
-}
-
-wait_exit() { # pid seconds: 0 when it exited in time
-	local _i
-	for _i in $(seq $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-forget_pid() {
-	local p keep=()
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-}
-
 # ---- the backend ------------------------------------------------------------
 
-mkdir -p "$T/backend/www" "$T/backend/tmp"
-head -c 1024 /dev/zero | tr '\0' 'k' >"$T/backend/www/1k"
-head -c 1048576 /dev/zero | tr '\0' 'm' >"$T/backend/www/1m"
-cat >"$T/backend/nginx.conf" <<EOF
-user root;
-daemon off;
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-pid $T/backend/nginx.pid;
-error_log $T/backend/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000000;
-    keepalive_timeout 600s;
-    open_file_cache max=16 inactive=600s;
-    open_file_cache_valid 600s;
-    default_type application/octet-stream;
-    client_body_temp_path $T/backend/tmp;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-        root $T/backend/www;
-        location = /stub_status { stub_status; }
-    }
-}
-EOF
-cp "$T/backend/nginx.conf" "$RUNS/backend-nginx.conf"
-taskset -c "$LOAD_CPU" nginx -p "$T/backend/" -c "$T/backend/nginx.conf" -e "$T/backend/error.log" \
-	>"$T/backend/stderr" 2>&1 &
-BACKEND_MASTER=$!
-PIDS+=("$BACKEND_MASTER")
-wait_http "http://127.0.0.1:$BACKEND_PORT/1k" 1024 || die "backend nginx did not start: $(cat "$T/backend/stderr")"
-wait_http "http://127.0.0.1:$BACKEND_PORT/1m" 1048576 || die "backend: /1m"
-[ -n "$(backend_accepts)" ] || die "backend nginx has no stub_status"
-mapfile -t BACKEND_PIDS < <(echo "$BACKEND_MASTER"; pgrep -P "$BACKEND_MASTER")
+start_backend
 
 # ---- the proxies' configurations -------------------------------------------
 
@@ -447,33 +249,32 @@ backend be
 EOF
 }
 
-# start_proxy proxy scenario dir: sets PROXY_PID, MEASURE_PIDS, MAIN_PID (the
-# process whose VmHWM is the proxy's peak), PROXY_URL
-start_proxy() {
+# start_target proxy scenario dir (see lib.sh)
+start_target() {
 	local d=$3
-	PROXY_DIR=$d
+	TARGET_DIR=$d
 	case $1 in
 	synapserve)
 		syn_conf "$2" "$d/conf"
 		cp "$d/conf/bench.toml" "$RUNS/$2-synapserve.toml"
 		# shellcheck disable=SC2086 # SYN_CMD is a command line
 		taskset -c "$PROXY_CPU" $SYN_CMD run --config-dir "$d/conf" >"$d/stderr" 2>&1 &
-		PROXY_PID=$!
-		PROXY_URL=http://127.0.0.1:$SYN_PORT
+		TARGET_PID=$!
+		TARGET_URL=http://127.0.0.1:$SYN_PORT
 		;;
 	nginx)
 		nginx_conf "$2" "$d"
 		cp "$d/nginx.conf" "$RUNS/$2-nginx.conf"
 		taskset -c "$PROXY_CPU" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stderr" 2>&1 &
-		PROXY_PID=$!
-		PROXY_URL=http://127.0.0.1:$NGX_PORT
+		TARGET_PID=$!
+		TARGET_URL=http://127.0.0.1:$NGX_PORT
 		;;
 	haproxy)
 		haproxy_conf "$2" "$d"
 		cp "$d/haproxy.cfg" "$RUNS/$2-haproxy.cfg"
 		taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg" >"$d/stderr" 2>&1 &
-		PROXY_PID=$!
-		PROXY_URL=http://127.0.0.1:$HAP_PORT
+		TARGET_PID=$!
+		TARGET_URL=http://127.0.0.1:$HAP_PORT
 		;;
 	relay)
 		local mode=copy
@@ -481,300 +282,93 @@ start_proxy() {
 		echo "$RELAY_BIN $RELAY_PORT 127.0.0.1:$BACKEND_PORT $mode" >"$RUNS/$2-relay.cmd"
 		taskset -c "$PROXY_CPU" "$RELAY_BIN" "$RELAY_PORT" "127.0.0.1:$BACKEND_PORT" "$mode" \
 			>"$d/stderr" 2>&1 &
-		PROXY_PID=$!
-		PROXY_URL=http://127.0.0.1:$RELAY_PORT
+		TARGET_PID=$!
+		TARGET_URL=http://127.0.0.1:$RELAY_PORT
 		;;
 	esac
-	PIDS+=("$PROXY_PID")
-	wait_http "$PROXY_URL/1k" 1024 || return 1
-	case $2 in 1m-*) wait_http "$PROXY_URL/1m" 1048576 || return 1 ;; esac
-	MAIN_PID=$PROXY_PID
-	MEASURE_PIDS=("$PROXY_PID")
-	if [ "$1" = nginx ]; then
-		MAIN_PID=$(pgrep -P "$PROXY_PID" | head -n 1)
-		[ -n "$MAIN_PID" ] || return 1
-		MEASURE_PIDS+=("$MAIN_PID")
-	fi
-}
-
-# stop_proxy proxy: SIGTERM, 15 s to exit, then SIGKILL.  Sets STOP_NOTE.
-stop_proxy() {
-	local rc=0
-	STOP_NOTE=
-	if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-		wait "$PROXY_PID" 2>/dev/null || rc=$?
-		STOP_NOTE="exited by itself, status $rc"
-		if grep -q "stopping (signal)" "$PROXY_DIR/stderr" 2>/dev/null; then
-			STOP_NOTE="$STOP_NOTE: it was sent a stop signal, not by this script (another job's cleanup?)"
-		fi
-		[ "$rc" -gt 128 ] && STOP_NOTE="$STOP_NOTE (SIG$(kill -l $((rc - 128)) 2>/dev/null || echo ?))"
-		forget_pid "$PROXY_PID"
-		return
-	fi
-	kill -TERM "$PROXY_PID"
-	if ! wait_exit "$PROXY_PID" 15; then
-		STOP_NOTE="did not exit within 15 s of SIGTERM; killed"
-		kill -KILL "$PROXY_PID" 2>/dev/null || true
-	fi
-	wait "$PROXY_PID" 2>/dev/null || true
-	forget_pid "$PROXY_PID"
-}
-
-# "rps p50_ms p99_ms requests bytes errors" from a wrk output; errors is a
-# comma-separated list or "-".
-parse_wrk() {
-	awk '
-	function ms(v) {
-		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-		return v + 0
-	}
-	function bytes(v) {
-		if (v ~ /KB$/) return substr(v, 1, length(v) - 2) * 1024
-		if (v ~ /MB$/) return substr(v, 1, length(v) - 2) * 1048576
-		if (v ~ /GB$/) return substr(v, 1, length(v) - 2) * 1073741824
-		if (v ~ /TB$/) return substr(v, 1, length(v) - 2) * 1099511627776
-		if (v ~ /B$/) return substr(v, 1, length(v) - 1) + 0
-		return v + 0
-	}
-	$1 == "50%" { p50 = ms($2) }
-	$1 == "99%" { p99 = ms($2) }
-	/requests in/ { req = $1; b = $5; sub(/,$/, "", b); by = bytes(b); d = $4; sub(/s,$/, "", d); sub(/m$/, "", d) }
-	/^Requests\/sec:/ { rps = $2 }
-	/Socket errors:/ {
-		gsub(/,/, "")
-		for (i = 3; i + 1 <= NF; i += 2) if ($(i + 1) > 0) err = err (err ? "," : "") $i "=" $(i + 1)
-	}
-	/Non-2xx or 3xx responses:/ { err = err (err ? "," : "") "non2xx=" $NF }
-	END {
-		if (rps == "") rps = 0
-		printf "%.0f %.3f %.3f %d %.0f %s\n", rps, p50, p99, req, by, (err ? err : "-")
-	}'
-}
-
-syn_ops() { # "op=count ..." from synapserve's /metrics
-	curl -s --max-time 5 "http://127.0.0.1:$SYN_ADMIN/metrics" |
-		awk -F'[{}"]' '/^synapserve_io_uring_ops_total\{/ { split($0, a, " "); printf "%s=%d ", $3, a[2] }'
-}
-
-crash_report() { # scenario proxy dir phase
-	local cf="$RUNS/$1-$2.crash.txt"
-	{
-		echo "== $2 died during the $4 run of $1 (status: $STOP_NOTE)"
-		echo "== wrk output"
-		cat "$3/wrk-$4.out" 2>/dev/null || true
-		echo "== $2 stderr (last 60 lines)"
-		tail -n 60 "$3/stderr" 2>/dev/null || true
-		echo "== dmesg since the run started (tail)"
-		dmesg 2>&1 | awk -v t0="$RUN_UPTIME" '{ t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t); if (t + 0 >= t0) print }' |
-			tail -n 15 || true
-	} >"$cf"
-	echo "$1 $2: died during the $4 run ($STOP_NOTE); see runs/$1-$2.crash.txt" >>"$NOTES"
-	log "$2 died during the $4 run of $1: $STOP_NOTE"
-	sed 's/^/    /' "$cf" >&2
+	PIDS+=("$TARGET_PID")
+	wait_http "$TARGET_URL/1k" 1024 || return 1
+	case $2 in 1m-*) wait_http "$TARGET_URL/1m" 1048576 || return 1 ;; esac
+	target_pids "$1"
 }
 
 # ---- one measured run ---------------------------------------------------------
 
 measure_once() { # scenario proxy: one row into $ROW
 	local sc=$1 px=$2 size=${1%%-*} conns=${1##*-}
-	local d="$T/$sc-$px" url status=ok extra="" others
-	local acc0 acc1 acc2 u1 s1 u2 s2 m1 st1 m2 st2 bk1 bk2 w1 w2 wu ws hwm ops1="" ops2=""
-	local rps p50 p99 req by err
+	local d="$T/$sc-$px" status extra acc0 acc1 acc2 ops1="" ops2=""
+	local rps p50 p99 req by err us ss tot oth steal bpr wus bkus
 	mkdir -p "$d"
-	others=$(wait_quiet)
-	RUN_UPTIME=$(awk '{ print $1 }' /proc/uptime)
-	log "$sc $px (others before: ${others}% of a CPU)"
-	if ! start_proxy "$px" "$sc" "$d"; then
-		stop_proxy
-		cp "$d/stderr" "$RUNS/$sc-$px.stderr" 2>/dev/null || true
-		STOP_NOTE="did not start: $STOP_NOTE"
-		crash_report "$sc" "$px" "$d" start
-		printf '%s\t%s\tno start\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t%s\t0\t0\t0\t0\t-\n' "$sc" "$px" "$others" >>"$ROW"
+	run_begin "$sc" "$px"
+	if ! start_target "$px" "$sc" "$d"; then
+		start_failed "$sc" "$px" "$d"
+		printf '%s\t%s\tno start\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t%s\t0\t0\t0\t0\t-\n' "$sc" "$px" "$OTHERS" >>"$ROW"
 		return
 	fi
-	url="$PROXY_URL/$size"
 	acc0=$(backend_accepts)
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >"$d/wrk-warmup.out" 2>&1 || true
-	cp "$d/wrk-warmup.out" "$RUNS/$sc-$px.wrk-warmup.txt"
-	if ! kill -0 "$PROXY_PID" 2>/dev/null || ! kill -0 "$MAIN_PID" 2>/dev/null; then
-		stop_proxy
-		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
-		crash_report "$sc" "$px" "$d" warmup
+	wrk_cmd "$conns" "$WARMUP" "$TARGET_URL/$size"
+	warmup_run "$d" "$sc-$px"
+	if ! target_alive; then
+		crashed "$sc" "$px" "$d" warmup
 		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-warmup.out")
 		printf '%s\t%s\tcrashed (warm-up)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t%s\t0\t0\t0\t0\t-\n' \
-			"$sc" "$px" "$rps" "$p50" "$p99" "$err" "$others" >>"$ROW"
+			"$sc" "$px" "$rps" "$p50" "$p99" "$err" "$OTHERS" >>"$ROW"
 		return
 	fi
 	acc1=$(backend_accepts)
 	[ "$px" = synapserve ] && ops1=$(syn_ops)
-	read -r u1 s1 < <(proc_ticks "${MEASURE_PIDS[@]}")
-	read -r m1 st1 < <(machine_ticks)
-	read -r bk1 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
-	w1=$(now)
-	/usr/bin/time -f '%U %S' -o "$d/wrk.time" \
-		taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" >"$d/wrk-timed.out" 2>&1 || true
-	w2=$(now)
-	read -r m2 st2 < <(machine_ticks)
-	read -r bk2 < <(proc_ticks "${BACKEND_PIDS[@]}" | awk '{ print $1 + $2 }')
-	cp "$d/wrk-timed.out" "$RUNS/$sc-$px.wrk.txt"
-	if ! kill -0 "$PROXY_PID" 2>/dev/null || ! kill -0 "$MAIN_PID" 2>/dev/null; then
-		stop_proxy
-		cp "$d/stderr" "$RUNS/$sc-$px.stderr"
-		crash_report "$sc" "$px" "$d" timed
+	wrk_cmd "$conns" "$DURATION" "$TARGET_URL/$size" --latency
+	timed_run "$d" "$sc-$px"
+	if ! target_alive; then
+		crashed "$sc" "$px" "$d" timed
 		read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
 		printf '%s\t%s\tcrashed (timed run)\t%s\t%s\t%s\t0\t0\t0\t0\t0\t0\t%s\t-\t-\t0\t0\t0\t-\n' \
 			"$sc" "$px" "$rps" "$p50" "$p99" "$err" >>"$ROW"
 		return
 	fi
-	read -r u2 s2 < <(proc_ticks "${MEASURE_PIDS[@]}")
-	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MAIN_PID/status" 2>/dev/null || echo 0)
-	if [ "$px" = nginx ]; then
-		extra="master VmHWM $(awk '/^VmHWM:/ { print $2 }' "/proc/$PROXY_PID/status" 2>/dev/null || echo ?) KiB"
-	fi
+	timed_end "$px"
+	extra=$EXTRA
 	if [ "$px" = relay ]; then
 		# (io-wq workers would be threads of its own)
-		extra="mode $(awk '{ print $NF }' "$RUNS/$sc-relay.cmd" 2>/dev/null); threads at the end of the run: $(awk '/^Threads:/ { print $2 }' "/proc/$PROXY_PID/status" 2>/dev/null || echo ?)"
+		extra="mode $(awk '{ print $NF }' "$RUNS/$sc-relay.cmd" 2>/dev/null); threads at the end of the run: $(awk '/^Threads:/ { print $2 }' "/proc/$TARGET_PID/status" 2>/dev/null || echo ?)"
 	fi
 	[ "$px" = synapserve ] && ops2=$(syn_ops)
 	acc2=$(backend_accepts)
-	read -r wu ws <"$d/wrk.time"
 	read -r rps p50 p99 req by err < <(parse_wrk <"$d/wrk-timed.out")
 	if [ "$px" = synapserve ] && [ -n "$ops1" ] && [ -n "$ops2" ] && [ "$req" -gt 0 ]; then
-		extra=$(awk -v a="$ops1" -v b="$ops2" -v n="$req" 'BEGIN {
-			na = split(a, x, " "); split(b, y, " ")
-			for (i = 1; i <= na; i++) { split(x[i], p, "="); split(y[i], q, "="); v = (q[2] - p[2]) / n
-				if (v > 0.005) s = s sprintf("%s%s %.2f", (s ? ", " : ""), p[1], v) }
-			print "io_uring ops/req: " s }')
+		extra=$(ops_per_req "$ops1" "$ops2" "$req")
 	fi
-	stop_proxy
-	cp "$d/stderr" "$RUNS/$sc-$px.stderr"
-	[ -n "$STOP_NOTE" ] && echo "$sc $px: on SIGTERM after the run: $STOP_NOTE" >>"$NOTES"
-	[ "$err" != - ] && status="errors"
-	[ "$req" -gt 0 ] || status="no requests"
-	# (wrk prints the bytes read with 3 significant digits or so)
-	awk -v r="$req" -v b="$by" -v s="$size" 'BEGIN { want = (s == "1k") ? 1024 : 1048576; exit !(r > 0 && b / r < want * 0.995) }' &&
-		status="short bodies"
-	awk -v \
-		sc="$sc" -v px="$px" -v st="$status" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
-		-v req="$req" -v du=$((u2 - u1)) -v ds=$((s2 - s1)) -v hz="$HZ" -v hwm="$hwm" \
-		-v nt=$((acc2 - acc1 - 1)) -v nw=$((acc1 - acc0 - 1)) -v err="$err" \
-		-v busy=$((m2 - m1)) -v steal=$((st2 - st1)) -v bk=$((bk2 - bk1)) -v wu="$wu" -v ws="$ws" \
-		-v wall="$(awk -v a="$w1" -v b="$w2" 'BEGIN { print b - a }')" -v by="$by" -v extra="$extra" 'BEGIN {
-		n = (req > 0) ? req : 1
-		us = du * 1e6 / hz / n; ss = ds * 1e6 / hz / n
-		ours = du + ds + bk + (wu + ws) * hz
-		oth = (busy - ours) * 100 / hz / wall; if (oth < 0) oth = 0
-		printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\n",
-			sc, px, st, rps, p50, p99, us, ss, us + ss, hwm, nt, nw, err, oth,
-			steal * 100 / hz / wall, by / n, (wu + ws) * 1e6 / n, bk * 1e6 / hz / n, (extra ? extra : "-")
-	}' >>"$ROW"
+	stop_after "$sc" "$px" "$d"
+	status=$(run_status "$err" "$req" "$by" "$size")
+	read -r us ss tot oth steal bpr wus bkus < <(run_figures "$d" "$req" "$by")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		"$sc" "$px" "$status" "$rps" "$p50" "$p99" "$us" "$ss" "$tot" "$HWM" \
+		$((acc2 - acc1 - 1)) $((acc1 - acc0 - 1)) "$err" "$oth" "$steal" "$bpr" "$wus" "$bkus" "${extra:--}" >>"$ROW"
 	tail -n 1 "$ROW" | awk -F'\t' '{ printf "bench_proxy:   %s %s: %s req/s, p50 %s ms, p99 %s ms, CPU %s+%s us/req, VmHWM %s KiB, new upstream %s, errors %s, others %s%%\n", $1, $2, $4, $5, $6, $7, $8, $10, $11, $13, $14 }' >&2
-}
-
-# run_one scenario proxy: measure_once, and once more when other processes
-# were busy during the run (while the time budget allows); the quieter row
-# goes into the table.
-run_one() {
-	local a oth st best="" best_oth=1000000
-	for a in 1 2; do
-		ROW="$T/row.$1.$2.$a"
-		: >"$ROW"
-		measure_once "$1" "$2"
-		[ -s "$ROW" ] || continue
-		IFS=$'\t' read -r _ _ st _ _ _ _ _ _ _ _ _ _ oth _ <"$ROW"
-		case $oth in '' | *[!0-9]*) oth=0 ;; esac
-		if [ -z "$best" ] || [ "$oth" -lt "$best_oth" ]; then
-			best=$ROW
-			best_oth=$oth
-		fi
-		case $st in ok | errors) ;; *) break ;; esac
-		[ "$oth" -gt "$IDLE_MAX" ] || break
-		[ $(($(date +%s) - START_TIME)) -lt "$RETRY_BUDGET" ] || break
-		[ "$a" = 2 ] && break
-		log "$1 $2: other processes used ${oth}% of a CPU during the run; once more"
-		echo "$1 $2: other processes used ${oth}% of a CPU during the first run; run again, the quieter kept" >>"$NOTES"
-	done
-	[ -n "$best" ] && cat "$best" >>"$TSV"
-	if [ "$2" = synapserve ] && [ "$SYN_CMD" = .venv/bin/synapserve ]; then
-		local sum
-		sum=$(so_sum)
-		[ "$sum" = "$SO_SUM" ] || echo "$1 synapserve: the native module changed during the bench (rebuilt by someone else): $SO_SUM -> $sum" >>"$NOTES"
-	fi
-}
-
-# ---- syscalls per request (strace -c), 1 KiB at 256 connections -------------
-
-strace_one() { # proxy
-	local px=$1 d="$T/strace-$1" sp req total top
-	mkdir -p "$d"
-	wait_quiet >/dev/null
-	log "syscalls: $px"
-	if ! start_proxy "$px" 1k-256 "$d"; then
-		stop_proxy
-		printf '%s\t0\t0\t-\tdid not start\n' "$px" >>"$SYSC"
-		return
-	fi
-	taskset -c "$LOAD_CPU" wrk -t1 -c256 -d"${WARMUP}s" "$PROXY_URL/1k" >/dev/null 2>&1 || true
-	if ! kill -0 "$MAIN_PID" 2>/dev/null; then
-		stop_proxy
-		printf '%s\t0\t0\t-\tdied in warm-up (%s)\n' "$px" "$STOP_NOTE" >>"$SYSC"
-		return
-	fi
-	strace -c -f -q -p "$MAIN_PID" -o "$d/strace.txt" 2>"$d/strace.err" &
-	sp=$!
-	sleep 1
-	taskset -c "$LOAD_CPU" wrk -t1 -c256 -d3s "$PROXY_URL/1k" >"$d/wrk.out" 2>&1 || true
-	kill -INT "$sp" 2>/dev/null || true
-	wait "$sp" 2>/dev/null || true
-	cp "$d/strace.txt" "$RUNS/strace-$px.txt" 2>/dev/null || true
-	cp "$d/wrk.out" "$RUNS/strace-$px.wrk.txt"
-	read -r _ _ _ req _ _ < <(parse_wrk <"$d/wrk.out")
-	total=$(awk '$NF == "total" { print $4 }' "$d/strace.txt" 2>/dev/null)
-	top=$(awk '/^-/ { dash++; next } dash == 1 && NF >= 5 { printf "%s%s %s", (n++ ? ", " : ""), $NF, $4 }' "$d/strace.txt" 2>/dev/null | cut -c1-200)
-	stop_proxy
-	printf '%s\t%s\t%s\t%s\t%s\n' "$px" "${req:-0}" "${total:-0}" \
-		"$(awk -v t="${total:-0}" -v r="${req:-0}" 'BEGIN { if (r > 0) printf "%.2f", t / r; else print "-" }')" \
-		"${top:--}" >>"$SYSC"
 }
 
 # ---- the run -------------------------------------------------------------------
 
-so_sum() { cat appliance/synapserve/_native*.so 2>/dev/null | sha256sum | cut -c1-12; }
-SO_SUM=$(so_sum)
-UPTIME_START=$(uptime)
-log "start: $UPTIME_START"
+bench_begin
 for sc in $SCENARIOS; do
 	case $sc in 1k-* | 1m-*) ;; *) die "unknown scenario $sc (1k-N or 1m-N)" ;; esac
 	for px in $PROXIES; do
 		run_one "$sc" "$px"
 	done
 done
+# syscalls per request, 1 KiB at 256 connections
 if [ "$STRACE" = 1 ]; then
 	for px in $PROXIES; do
-		strace_one "$px"
+		strace_one "$px" 1k-256 256 "$px" "$px" "$px"
 	done
 fi
-UPTIME_END=$(uptime)
-ELAPSED=$(($(date +%s) - START_TIME))
+bench_end
 
 # ---- the report -------------------------------------------------------------------
 
-export BENCH_REPORT_TSV=$TSV BENCH_REPORT_SYSC=$SYSC BENCH_REPORT_NOTES=$NOTES
-export BENCH_REPORT_OUT=$ROOT/$OUT FLOOR_1K IDLE_MAX DURATION WARMUP PROXY_CPU LOAD_CPU ELAPSED
-export UPTIME_START UPTIME_END SYN_KEEPALIVE SYN_CMD PROXIES RELAY_1M
-VER_NGINX="$(nginx -v 2>&1 | sed 's/.*: //' || true)"
+export_report_env
+export BENCH_REPORT_SYSC=$SYSC FLOOR_1K PROXY_CPU SYN_KEEPALIVE PROXIES RELAY_1M
 VER_HAPROXY="$(haproxy -v 2>&1 | head -n 1 | awk '{ print $3 }' || true)"
-# (wrk -v exits with 1)
-VER_WRK="$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }' || true)"
-export VER_NGINX VER_HAPROXY VER_WRK
-# shellcheck disable=SC2086
-VER_SYN=$($SYN_CMD version 2>/dev/null || true)
-export VER_SYN="${VER_SYN%%$'\n'*}"
-GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- native appliance 2>/dev/null || echo ' (+ uncommitted changes in native/ or appliance/)')"
-KERNEL="$(uname -r)"
-CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-NCPU="$(nproc)"
-export GIT_REV KERNEL CPU_MODEL NCPU
+VER_SYN=$(syn_version)
+export VER_HAPROXY VER_SYN
 python3 "$ROOT/native/bench/proxy/report.py"

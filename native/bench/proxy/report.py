@@ -6,10 +6,35 @@ from the environment (see the end of bench_proxy.sh).  Standard library only.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import (  # noqa: E402
+    Goals,
+    cpu_cells,
+    env,
+    fmt,
+    group,
+    has_extra,
+    load_line,
+    load_notes,
+    load_rows,
+    load_rows_if,
+    machine_line,
+    master_rss_line,
+    measured,
+    now,
+    num,
+    others_cell,
+    problems,
+    quiet_lines,
+    ratio,
+    ratio_cells,
+    rss_cell,
+    run_line,
+    write,
+)
 
 PEERS = ("nginx", "haproxy")
 RELAY = "relay"  # the minimal io_uring relay (relay.c), the floor; not a peer
@@ -22,41 +47,9 @@ SCENARIO_TITLES = {
 }
 
 
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def num(v: str) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def title(sc: str) -> str:
     size, conns = sc.split("-", 1)
     return f"{SCENARIO_TITLES.get(size, size)}, {conns} connections"
-
-
-def ok(row: dict) -> bool:
-    return row["status"] in ("ok", "errors")
-
-
-def measured(row: dict | None) -> bool:
-    return row is not None and ok(row) and int(num(row["rps"])) > 0
-
-
-def fmt(v: float, digits: int = 1) -> str:
-    return f"{v:,.{digits}f}"
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
-
-
-def load_rows(path: str) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
 
 
 def best_peer(rows: dict, key: str, lower: bool) -> tuple[str, float] | None:
@@ -79,23 +72,18 @@ def scenario_table(sc: str, rows: dict, idle_max: float, level: str = "###") -> 
     for p in order:
         r = rows[p]
         if num(r["rps"]) > 0 and num(r["total_us"]) > 0:
-            cpu = [fmt(num(r[k]), 2) for k in ("user_us", "sys_us", "total_us")]
-            cpu.append(fmt(num(r["total_us"]) * num(r["rps"]) / 1e4, 0))
-            rss = fmt(num(r["hwm_kib"]) / 1024)
+            cpu = cpu_cells(r)
+            rss = rss_cell(r)
             conns = f"{r['up_new_timed']} / {r['up_new_warm']}"
             side = [fmt(num(r["wrk_us"]), 2), fmt(num(r["backend_us"]), 2)]
+            p50, p99 = fmt(num(r["p50_ms"]), 2), fmt(num(r["p99_ms"]), 2)
         else:
             cpu = ["-", "-", "-", "-"]
             rss = "-"
             conns = "-"
             side = ["-", "-"]
-        if num(r["rps"]) > 0 and num(r["total_us"]) > 0:
-            p50, p99 = fmt(num(r["p50_ms"]), 2), fmt(num(r["p99_ms"]), 2)
-        else:
             p50 = p99 = "-"
-        others = r["others_pct"]
-        if others not in ("-", "") and num(others) > idle_max:
-            others = f"**{others}** (busy)"
+        others = others_cell(r, idle_max)
         out.append(
             f"| {p} | {fmt(num(r['rps']), 0)} | {p50} "
             f"| {p99} | {cpu[0]} | {cpu[1]} | {cpu[2]} | {cpu[3]} | {rss} "
@@ -119,12 +107,7 @@ def scenario_table(sc: str, rows: dict, idle_max: float, level: str = "###") -> 
         out.append("| synapserve ÷ best peer | " + " | ".join(cells) + " | | | | | | |")
     rel = rows.get(RELAY)
     if measured(syn) and measured(rel):
-        cells = [
-            ratio(num(syn[k]), num(rel[k]))
-            for k in ("rps", "p50_ms", "p99_ms", "user_us", "sys_us", "total_us")
-        ]
-        cells += ["", ratio(num(syn["hwm_kib"]), num(rel["hwm_kib"]))]
-        out.append("| synapserve ÷ relay | " + " | ".join(cells) + " | | | | | | |")
+        out.append("| synapserve ÷ relay | " + " | ".join(ratio_cells(syn, rel)) + " | | | | | | |")
     out.append("")
     return out
 
@@ -133,14 +116,8 @@ def goals(by_sc: dict, floor: float) -> list[str]:
     """The issue's goals.  CPU per 1 KiB request is judged against the relay
     measured in this run; the issue's own relay figures (another day, another
     load) are notes, or the fallback when the relay was not run."""
-    lines = []
-
-    def line(met: bool | None, text: str) -> None:
-        mark = {True: "met", False: "**NOT met**", None: "not measured"}[met]
-        lines.append(f"- {mark}: {text}")
-
-    def note(text: str) -> None:
-        lines.append(f"  - {text}")
+    lines = Goals()
+    line, note = lines.line, lines.note
 
     for sc, rows in by_sc.items():
         syn, rel = rows.get("synapserve"), rows.get(RELAY)
@@ -223,55 +200,31 @@ def goals(by_sc: dict, floor: float) -> list[str]:
 
 
 def main() -> int:
-    out_dir = env("BENCH_REPORT_OUT")
     rows = load_rows(env("BENCH_REPORT_TSV"))
-    sysc = load_rows(env("BENCH_REPORT_SYSC")) if os.path.exists(env("BENCH_REPORT_SYSC")) else []
-    notes = []
-    if os.path.exists(env("BENCH_REPORT_NOTES")):
-        with open(env("BENCH_REPORT_NOTES")) as f:
-            notes = [x.rstrip("\n") for x in f if x.strip()]
+    sysc = load_rows_if(env("BENCH_REPORT_SYSC"))
+    notes = load_notes()
     floor = num(env("FLOOR_1K", "12"))
     idle_max = num(env("IDLE_MAX", "15"))
+    by_sc = group(rows, "scenario", "proxy")
 
-    by_sc: dict[str, dict] = {}
-    for r in rows:
-        by_sc.setdefault(r["scenario"], {})[r["proxy"]] = r
-
-    busy = [
-        f"{r['scenario']} {r['proxy']} ({r['others_pct']}%)"
-        for r in rows
-        if r["others_pct"] not in ("-", "") and num(r["others_pct"]) > idle_max
-    ]
-    steal = [
-        f"{r['scenario']} {r['proxy']} ({r['steal_pct']}%)"
-        for r in rows
-        if r["steal_pct"] not in ("-", "") and num(r["steal_pct"]) > 5
-    ]
-
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    when = now()
     head = [
-        f"Run {now}, {env('ELAPSED')} s; git {env('GIT_REV')}; {env('VER_SYN')}; "
-        f"nginx {env('VER_NGINX')}; HAProxy {env('VER_HAPROXY')}; wrk {env('VER_WRK')}.",
-        f"Machine: {env('NCPU')} x {env('CPU_MODEL')}, Linux {env('KERNEL')}. Proxy on CPU "
-        f"{env('PROXY_CPU')}, wrk (1 thread) and the backend nginx on CPU {env('LOAD_CPU')}; "
-        f"{env('WARMUP')} s warm-up, then {env('DURATION')} s measured.",
-        f"Load: `{env('UPTIME_START').strip()}` at the start, "
-        f"`{env('UPTIME_END').strip()}` at the end (this includes the benchmark itself).",
+        run_line(
+            when,
+            [
+                env("VER_SYN"),
+                f"nginx {env('VER_NGINX')}",
+                f"HAProxy {env('VER_HAPROXY')}",
+                f"wrk {env('VER_WRK')}",
+            ],
+        ),
+        machine_line(
+            f"Proxy on CPU {env('PROXY_CPU')}, wrk (1 thread) and the backend nginx on CPU "
+            f"{env('LOAD_CPU')}"
+        ),
+        load_line(),
+        *quiet_lines(rows, ("scenario", "proxy"), idle_max),
     ]
-    if env("SYN_CMD", ".venv/bin/synapserve") != ".venv/bin/synapserve":
-        head.append(f"**synapserve was run as `{env('SYN_CMD')}`**, not the tree's build.")
-    if busy:
-        head.append(
-            f"**The machine was not quiet** (other processes above {idle_max:g}% of a CPU) "
-            f"during: {', '.join(busy)}. Their req/s and latency are suspect; CPU per request "
-            "is less affected."
-        )
-    else:
-        head.append(
-            f"Other processes used at most {idle_max:g}% of a CPU during every measured run."
-        )
-    if steal:
-        head.append(f"Hypervisor steal above 5% during: {', '.join(steal)}.")
 
     tables: list[str] = []
     doc_tables: list[str] = []
@@ -298,12 +251,12 @@ def main() -> int:
 
     extra = []
     mem: list[str] = []
-    for r in rows:
-        if r["proxy"] == "synapserve" and r["extra"] not in ("-", ""):
+    for r in filter(has_extra, rows):
+        if r["proxy"] == "synapserve":
             extra.append(f"- {title(r['scenario'])}: synapserve {r['extra']}")
-        if r["proxy"] == "nginx" and r["extra"] not in ("-", ""):
+        if r["proxy"] == "nginx":
             mem.append(f"{title(r['scenario'])}: {r['extra']}")
-        if r["proxy"] == RELAY and r["extra"] not in ("-", ""):
+        if r["proxy"] == RELAY:
             extra.append(f"- {title(r['scenario'])}: the relay's {r['extra']}")
 
     sys_lines = []
@@ -368,21 +321,13 @@ def main() -> int:
 
     md = ["# Reverse proxy benchmark (bench_proxy.sh)", "", *head, "", *tables, *legend, ""]
     md += ["## Goals", "", *goal_lines, ""]
-    if notes:
-        md += ["## Problems seen", "", *[f"- {n}" for n in notes], ""]
+    md += problems(notes)
     if extra or sys_lines:
         md += ["## Where the CPU goes", "", *extra, ""] if extra else ["## Where the CPU goes", ""]
         md += sys_lines
     if mem:
-        configs.append(
-            "- nginx's peak RSS in the tables is its worker's; its master's: "
-            + "; ".join(mem)
-            + "."
-        )
+        configs.append(master_rss_line(mem))
     md += ["## Setup", "", *configs, ""]
-    text = "\n".join(md)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(text)
 
     doc = [
         "## Reverse proxy: synapserve, nginx, HAProxy and a minimal relay",
@@ -426,7 +371,7 @@ def main() -> int:
         "strace -c -f -p PID                                                 # syscalls/request",
         "```",
         "",
-        f"### Results ({now})",
+        f"### Results ({when})",
         "",
         *head,
         "",
@@ -436,10 +381,7 @@ def main() -> int:
         *goal_lines,
         "",
     ]
-    with open(os.path.join(out_dir, "doc-section.md"), "w") as f:
-        f.write("\n".join(doc))
-    sys.stdout.write(text)
-    return 0
+    return write(md, doc)
 
 
 if __name__ == "__main__":

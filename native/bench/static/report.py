@@ -6,10 +6,33 @@ from the environment (see the end of bench_static.sh).  Standard library only.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import (  # noqa: E402
+    Goals,
+    cpu_cells,
+    env,
+    fmt,
+    group,
+    has_extra,
+    load_line,
+    load_notes,
+    load_rows,
+    load_rows_if,
+    machine_line,
+    master_rss_line,
+    now,
+    num,
+    others_cell,
+    problems,
+    quiet_lines,
+    ratio_cells,
+    rss_cell,
+    run_line,
+    write,
+)
 
 SERVERS = ("synapserve", "nginx", "floor")
 SIZE_TITLES = {"1k": "1 KiB file", "1m": "1 MiB file"}
@@ -18,17 +41,6 @@ NGINX_DEFAULT = {
     "1k": ("sendfile off;", "read into a buffer, head and body in one `writev`"),
     "1m": ("sendfile on; tcp_nopush on;", "the file goes out with `sendfile`"),
 }
-
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def num(v: str | None) -> float:
-    try:
-        return float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def title(size: str) -> str:
@@ -43,25 +55,13 @@ def tuning_note(size: str) -> str:
 
 
 def measured(row: dict | None) -> bool:
+    """Stricter than report_common's: CPU figures too."""
     return (
         row is not None
         and row["status"] in ("ok", "errors")
         and num(row["rps"]) > 0
         and num(row["total_us"]) > 0
     )
-
-
-def fmt(v: float, digits: int = 1) -> str:
-    return f"{v:,.{digits}f}"
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
-
-
-def load_rows(path: str) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
 
 
 def size_table(size: str, rows: dict, idle_max: float, level: str = "###") -> list[str]:
@@ -79,17 +79,14 @@ def size_table(size: str, rows: dict, idle_max: float, level: str = "###") -> li
                 fmt(num(r["rps"]), 0),
                 fmt(num(r["p50_ms"]), 2),
                 fmt(num(r["p99_ms"]), 2),
-                *(fmt(num(r[k]), 2) for k in ("user_us", "sys_us", "total_us")),
-                fmt(num(r["total_us"]) * num(r["rps"]) / 1e4, 0),
-                fmt(num(r["hwm_kib"]) / 1024),
+                *cpu_cells(r),
+                rss_cell(r),
                 fmt(num(r["bytes_per_req"]), 0),
                 fmt(num(r["wrk_us"]), 2),
             ]
         else:
             cells = [fmt(num(r["rps"]), 0)] + ["-"] * 9
-        others = r["others_pct"]
-        if others not in ("-", "") and num(others) > idle_max:
-            others = f"**{others}** (busy)"
+        others = others_cell(r, idle_max)
         out.append(
             f"| {s} | " + " | ".join(cells) + f" | {r['errors']} | {others} | {r['status']} |"
         )
@@ -97,11 +94,7 @@ def size_table(size: str, rows: dict, idle_max: float, level: str = "###") -> li
     for other in ("nginx", "floor"):
         o = rows.get(other)
         if measured(syn) and measured(o):
-            cells = [
-                ratio(num(syn[k]), num(o[k]))
-                for k in ("rps", "p50_ms", "p99_ms", "user_us", "sys_us", "total_us")
-            ]
-            cells += ["", ratio(num(syn["hwm_kib"]), num(o["hwm_kib"]))]
+            cells = ratio_cells(syn, o)
             out.append(f"| synapserve ÷ {other} | " + " | ".join(cells) + " | | | | | |")
     out.append("")
     return out
@@ -111,11 +104,8 @@ def goals(by_size: dict, floor_1m: float, goal_1k: float, floor_1k: float) -> li
     """The issue's goals.  The floors are those the floor server measured in this
     run; the issue's own figures (another day, another load) only as a
     fallback (1 MiB) or next to them (the absolute 1 KiB goal)."""
-    lines: list[str] = []
-
-    def line(met: bool | None, text: str) -> None:
-        mark = {True: "met", False: "**NOT met**", None: "not measured"}[met]
-        lines.append(f"- {mark}: {text}")
+    lines = Goals()
+    line, note = lines.line, lines.note
 
     for size, rows in by_size.items():
         syn, ngx, flo = rows.get("synapserve"), rows.get("nginx"), rows.get("floor")
@@ -140,8 +130,8 @@ def goals(by_size: dict, floor_1m: float, goal_1k: float, floor_1k: float) -> li
                 )
                 if f:
                     c = num(flo["rps"])
-                    lines.append(
-                        f"  - for scale: the floor server did {c:,.0f} req/s = {c / b:.2f} x "
+                    note(
+                        f"for scale: the floor server did {c:,.0f} req/s = {c / b:.2f} x "
                         "nginx's in this run"
                     )
             else:
@@ -186,73 +176,37 @@ def goals(by_size: dict, floor_1m: float, goal_1k: float, floor_1k: float) -> li
                     f"{title(size)}: CPU {t:.1f} µs per file below nginx's {b:.1f} ({t / b:.2f} x)",
                 )
                 if f:
-                    lines.append(
-                        f"  - for scale: the floor server's {f:.1f} µs = {f / b:.2f} x nginx's"
-                    )
+                    note(f"for scale: the floor server's {f:.1f} µs = {f / b:.2f} x nginx's")
             else:
                 line(None, f"{title(size)}: CPU against nginx (nginx not measured)")
         if syn["errors"] != "-":
-            lines.append(f"  - synapserve's run had errors ({syn['errors']}): figures suspect")
+            note(f"synapserve's run had errors ({syn['errors']}): figures suspect")
         if measured(flo) and flo["errors"] != "-":
-            lines.append(
-                f"  - the floor server's run had errors ({flo['errors']}): its figures are suspect"
-            )
+            note(f"the floor server's run had errors ({flo['errors']}): its figures are suspect")
     return lines
 
 
 def main() -> int:
-    out_dir = env("BENCH_REPORT_OUT")
     rows = load_rows(env("BENCH_REPORT_TSV"))
-    sysc = load_rows(env("BENCH_REPORT_SYSC")) if os.path.exists(env("BENCH_REPORT_SYSC")) else []
-    notes = []
-    if os.path.exists(env("BENCH_REPORT_NOTES")):
-        with open(env("BENCH_REPORT_NOTES")) as f:
-            notes = [x.rstrip("\n") for x in f if x.strip()]
+    sysc = load_rows_if(env("BENCH_REPORT_SYSC"))
+    notes = load_notes()
     floor_1m = num(env("FLOOR_1M", "92"))
     floor_1k = num(env("FLOOR_1K", "5"))
     goal_1k = num(env("GOAL_1K", "6"))
     idle_max = num(env("IDLE_MAX", "15"))
+    by_size = group(rows, "size", "server")
 
-    by_size: dict[str, dict] = {}
-    for r in rows:
-        by_size.setdefault(r["size"], {})[r["server"]] = r
-
-    busy = [
-        f"{r['size']} {r['server']} ({r['others_pct']}%)"
-        for r in rows
-        if r["others_pct"] not in ("-", "") and num(r["others_pct"]) > idle_max
-    ]
-    steal = [
-        f"{r['size']} {r['server']} ({r['steal_pct']}%)"
-        for r in rows
-        if r["steal_pct"] not in ("-", "") and num(r["steal_pct"]) > 5
-    ]
-
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    when = now()
+    versions = [env("VER_SYN")] if env("VER_SYN") else []
     head = [
-        f"Run {now}, {env('ELAPSED')} s; git {env('GIT_REV')}; "
-        + (f"{env('VER_SYN')}; " if env("VER_SYN") else "")
-        + f"nginx {env('VER_NGINX')}; wrk {env('VER_WRK')}.",
-        f"Machine: {env('NCPU')} x {env('CPU_MODEL')}, Linux {env('KERNEL')}. Server on CPU "
-        f"{env('SERVER_CPU')}, wrk (1 thread, {env('CONNS')} connections) on CPU "
-        f"{env('LOAD_CPU')}; {env('WARMUP')} s warm-up, then {env('DURATION')} s measured.",
-        f"Load: `{env('UPTIME_START').strip()}` at the start, "
-        f"`{env('UPTIME_END').strip()}` at the end (this includes the benchmark itself).",
+        run_line(when, [*versions, f"nginx {env('VER_NGINX')}", f"wrk {env('VER_WRK')}"]),
+        machine_line(
+            f"Server on CPU {env('SERVER_CPU')}, wrk (1 thread, {env('CONNS')} connections) on "
+            f"CPU {env('LOAD_CPU')}"
+        ),
+        load_line(),
+        *quiet_lines(rows, ("size", "server"), idle_max),
     ]
-    if env("SYN_CMD", ".venv/bin/synapserve") != ".venv/bin/synapserve":
-        head.append(f"**synapserve was run as `{env('SYN_CMD')}`**, not the tree's build.")
-    if busy:
-        head.append(
-            f"**The machine was not quiet** (other processes above {idle_max:g}% of a CPU) "
-            f"during: {', '.join(busy)}. Their req/s and latency are suspect; CPU per request "
-            "is less affected."
-        )
-    else:
-        head.append(
-            f"Other processes used at most {idle_max:g}% of a CPU during every measured run."
-        )
-    if steal:
-        head.append(f"Hypervisor steal above 5% during: {', '.join(steal)}.")
 
     tables: list[str] = []
     doc_tables: list[str] = []
@@ -278,12 +232,12 @@ def main() -> int:
 
     extra = []
     mem: list[str] = []
-    for r in rows:
-        if r["server"] == "synapserve" and r["extra"] not in ("-", ""):
+    for r in filter(has_extra, rows):
+        if r["server"] == "synapserve":
             extra.append(f"- {title(r['size'])}: synapserve {r['extra']}")
-        if r["server"] == "nginx" and r["extra"] not in ("-", ""):
+        if r["server"] == "nginx":
             mem.append(f"{title(r['size'])}: {r['extra']}")
-        if r["server"] == "floor" and r["extra"] not in ("-", ""):
+        if r["server"] == "floor":
             extra.append(f"- {title(r['size'])}: the floor server's {r['extra']}")
 
     sys_lines = []
@@ -339,25 +293,17 @@ def main() -> int:
         ),
     ]
     if mem:
-        configs.append(
-            "- nginx's peak RSS in the tables is its worker's; its master's: "
-            + "; ".join(mem)
-            + "."
-        )
+        configs.append(master_rss_line(mem))
 
     md = ["# Static files benchmark (bench_static.sh)", "", *head, "", *tables, *legend, ""]
     md += ["## Goals", "", *goal_lines, ""]
-    if notes:
-        md += ["## Problems seen", "", *[f"- {n}" for n in notes], ""]
+    md += problems(notes)
     if extra or sys_lines:
         md += ["## Where the CPU goes", ""]
         if extra:
             md += [*extra, ""]
         md += sys_lines
     md += ["## Setup", "", *configs, ""]
-    text = "\n".join(md)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(text)
 
     doc = [
         "## Static files: synapserve, nginx and a floor",
@@ -395,7 +341,7 @@ def main() -> int:
         "strace -c -f -p PID                                                 # syscalls/request",
         "```",
         "",
-        f"### Results ({now})",
+        f"### Results ({when})",
         "",
         *head,
         "",
@@ -405,10 +351,7 @@ def main() -> int:
         *goal_lines,
         "",
     ]
-    with open(os.path.join(out_dir, "doc-section.md"), "w") as f:
-        f.write("\n".join(doc))
-    sys.stdout.write(text)
-    return 0
+    return write(md, doc)
 
 
 if __name__ == "__main__":

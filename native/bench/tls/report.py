@@ -6,34 +6,39 @@ the environment (see the end of bench_tls.sh).  Standard library only.
 
 from __future__ import annotations
 
-import csv
-import datetime
 import os
 import sys
 
-PEERS = ("nginx", "haproxy")
-ORDER = ("synapserve", *PEERS)
-# (the ratio rows: synapserve's figure over each peer's)
-RATIO_KEYS = (
-    ("rps", False),
-    ("p50_ms", True),
-    ("p99_ms", True),
-    ("user_us", True),
-    ("sys_us", True),
-    ("total_us", True),
-    ("hwm_kib", True),
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from report_common import (  # noqa: E402
+    Goals,
+    busy_pct,
+    cpu_cells,
+    env,
+    fmt,
+    group,
+    has_extra,
+    load_line,
+    load_notes,
+    load_rows,
+    load_rows_if,
+    machine_line,
+    master_rss_line,
+    measured,
+    now,
+    num,
+    others_cell,
+    problems,
+    quiet_lines,
+    ratio,
+    ratio_cells,
+    rss_cell,
+    run_line,
+    write,
 )
 
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def num(v: str | None) -> float:
-    try:
-        return float(v or 0)
-    except (TypeError, ValueError):
-        return 0.0
+PEERS = ("nginx", "haproxy")
+ORDER = ("synapserve", *PEERS)
 
 
 def kind(sc: str) -> str:
@@ -71,31 +76,6 @@ def unit(sc: str) -> str:
 BUSY_MIN = 90  # % of its core below which a proxy was not the bottleneck
 
 
-def busy_pct(row: dict) -> float:
-    return num(row["total_us"]) * num(row["rps"]) / 1e4
-
-
-def ok(row: dict) -> bool:
-    return row["status"] in ("ok", "errors")
-
-
-def measured(row: dict | None) -> bool:
-    return row is not None and ok(row) and int(num(row["rps"])) > 0
-
-
-def fmt(v: float, digits: int = 1) -> str:
-    return f"{v:,.{digits}f}"
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
-
-
-def load_rows(path: str) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
 def hs_cell(r: dict) -> str:
     if r["hs_full"] in ("-", "") and r["hs_resumed"] in ("-", ""):
         return "-"
@@ -118,18 +98,15 @@ def scenario_table(sc: str, rows: dict, idle_max: float, level: str = "###") -> 
         r = rows[p]
         good = num(r["rps"]) > 0 and num(r["total_us"]) > 0
         if good:
-            cpu = [fmt(num(r[k]), 2) for k in ("user_us", "sys_us", "total_us")]
-            cpu.append(fmt(num(r["total_us"]) * num(r["rps"]) / 1e4, 0))
-            rss = fmt(num(r["hwm_kib"]) / 1024)
+            cpu = cpu_cells(r)
+            rss = rss_cell(r)
             up = f"{r['up_new_timed']} / {r['up_new_warm']}"
             side = [fmt(num(r["wrk_us"]), 2), fmt(num(r["backend_us"]), 2)]
             p50, p99 = fmt(num(r["p50_ms"]), 2), fmt(num(r["p99_ms"]), 2)
         else:
             cpu, rss, up, side = ["-"] * 4, "-", "-", ["-", "-"]
             p50 = p99 = "-"
-        others = r["others_pct"]
-        if others not in ("-", "") and num(others) > idle_max:
-            others = f"**{others}** (busy)"
+        others = others_cell(r, idle_max)
         out.append(
             f"| {p} | {fmt(num(r['rps']), 0)} | {p50} | {p99} | {cpu[0]} | {cpu[1]} | {cpu[2]} "
             f"| {cpu[3]} | {rss} | {up} | {side[0]} | {side[1]} |"
@@ -140,8 +117,7 @@ def scenario_table(sc: str, rows: dict, idle_max: float, level: str = "###") -> 
     tail = " | | | |" + (" |" if hs else "") + " | | |"
     for peer in PEERS:
         if measured(syn) and measured(rows.get(peer)):
-            cells = [ratio(num(syn[k]), num(rows[peer][k])) for k, _ in RATIO_KEYS]
-            cells.insert(6, "")  # proxy CPU busy
+            cells = ratio_cells(syn, rows[peer])
             out.append(f"| synapserve ÷ {peer} | " + " | ".join(cells) + tail)
     out.append("")
     return out
@@ -185,11 +161,8 @@ def summary(by_sc: dict) -> list[str]:
 def goals(by_sc: dict) -> list[str]:
     """The issue's goal: ahead of both peers, in req/s (handshakes/s) and in
     CPU per request (handshake)."""
-    lines = []
-
-    def line(met: bool | None, text: str) -> None:
-        mark = {True: "met", False: "**NOT met**", None: "not measured"}[met]
-        lines.append(f"- {mark}: {text}")
+    lines = Goals()
+    line, note = lines.line, lines.note
 
     for sc, rows in by_sc.items():
         syn = rows.get("synapserve")
@@ -213,8 +186,8 @@ def goals(by_sc: dict) -> list[str]:
             if busy_pct(r) < BUSY_MIN
         ]
         if idle:
-            lines.append(
-                f"  - busy below {BUSY_MIN}% of its core: "
+            note(
+                f"busy below {BUSY_MIN}% of its core: "
                 + ", ".join(idle)
                 + ": that rate was set by the other core (wrk"
                 + (", which does the client's half of every handshake," if per_conn(sc) else "")
@@ -227,7 +200,7 @@ def goals(by_sc: dict) -> list[str]:
             + " and ".join(f"{p} ({num(r['total_us']):.1f})" for p, r in peers),
         )
         if syn["errors"] != "-":
-            lines.append(f"  - synapserve's run had errors ({syn['errors']}): figures suspect")
+            note(f"synapserve's run had errors ({syn['errors']}): figures suspect")
     return lines
 
 
@@ -257,30 +230,11 @@ def handshake_checks(rows: list[dict]) -> list[str]:
 
 
 def main() -> int:
-    out_dir = env("BENCH_REPORT_OUT")
     rows = load_rows(env("BENCH_REPORT_TSV"))
-    tls = load_rows(env("BENCH_REPORT_TLS")) if os.path.exists(env("BENCH_REPORT_TLS")) else []
-    notes = []
-    if os.path.exists(env("BENCH_REPORT_NOTES")):
-        with open(env("BENCH_REPORT_NOTES")) as f:
-            notes = [x.rstrip("\n") for x in f if x.strip()]
-    notes += handshake_checks(rows)
+    tls = load_rows_if(env("BENCH_REPORT_TLS"))
+    notes = load_notes() + handshake_checks(rows)
     idle_max = num(env("IDLE_MAX", "15"))
-
-    by_sc: dict[str, dict] = {}
-    for r in rows:
-        by_sc.setdefault(r["scenario"], {})[r["proxy"]] = r
-
-    busy = [
-        f"{r['scenario']} {r['proxy']} ({r['others_pct']}%)"
-        for r in rows
-        if r["others_pct"] not in ("-", "") and num(r["others_pct"]) > idle_max
-    ]
-    steal = [
-        f"{r['scenario']} {r['proxy']} ({r['steal_pct']}%)"
-        for r in rows
-        if r["steal_pct"] not in ("-", "") and num(r["steal_pct"]) > 5
-    ]
+    by_sc = group(rows, "scenario", "proxy")
 
     ktls_kernel = env("KTLS_KERNEL") == "yes"
     ktls = (
@@ -294,32 +248,26 @@ def main() -> int:
         + ". Every record is encrypted and decrypted by OpenSSL in user space in all three "
         "proxies: these are user-space TLS figures."
     )
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    when = now()
     head = [
-        f"Run {now}, {env('ELAPSED')} s; git {env('GIT_REV')}; {env('VER_SYN')}; "
-        f"nginx {env('VER_NGINX')}; HAProxy {env('VER_HAPROXY')}; wrk {env('VER_WRK')}; "
-        f"{env('VER_OPENSSL')}.",
-        f"Machine: {env('NCPU')} x {env('CPU_MODEL')}, Linux {env('KERNEL')}. Proxy on CPU "
-        f"{env('PROXY_CPU')}, wrk (1 thread) and the backend nginx on CPU {env('LOAD_CPU')}; "
-        f"{env('WARMUP')} s warm-up, then {env('DURATION')} s measured.",
+        run_line(
+            when,
+            [
+                env("VER_SYN"),
+                f"nginx {env('VER_NGINX')}",
+                f"HAProxy {env('VER_HAPROXY')}",
+                f"wrk {env('VER_WRK')}",
+                env("VER_OPENSSL"),
+            ],
+        ),
+        machine_line(
+            f"Proxy on CPU {env('PROXY_CPU')}, wrk (1 thread) and the backend nginx on CPU "
+            f"{env('LOAD_CPU')}"
+        ),
         ktls,
-        f"Load: `{env('UPTIME_START').strip()}` at the start, "
-        f"`{env('UPTIME_END').strip()}` at the end (this includes the benchmark itself).",
+        load_line(),
+        *quiet_lines(rows, ("scenario", "proxy"), idle_max, "rates"),
     ]
-    if env("SYN_CMD", ".venv/bin/synapserve") != ".venv/bin/synapserve":
-        head.append(f"**synapserve was run as `{env('SYN_CMD')}`**, not the tree's build.")
-    if busy:
-        head.append(
-            f"**The machine was not quiet** (other processes above {idle_max:g}% of a CPU) "
-            f"during: {', '.join(busy)}. Their rates and latency are suspect; CPU per request "
-            "is less affected."
-        )
-    else:
-        head.append(
-            f"Other processes used at most {idle_max:g}% of a CPU during every measured run."
-        )
-    if steal:
-        head.append(f"Hypervisor steal above 5% during: {', '.join(steal)}.")
 
     tables: list[str] = []
     doc_tables: list[str] = []
@@ -349,10 +297,10 @@ def main() -> int:
 
     extra = []
     mem: list[str] = []
-    for r in rows:
-        if r["proxy"] == "synapserve" and r["extra"] not in ("-", ""):
+    for r in filter(has_extra, rows):
+        if r["proxy"] == "synapserve":
             extra.append(f"- {title(r['scenario'])}: synapserve {r['extra'].lstrip('; ')}")
-        if r["proxy"] == "nginx" and r["extra"] not in ("-", ""):
+        if r["proxy"] == "nginx":
             mem.append(f"{r['scenario']}: {r['extra']}")
 
     tls_lines = []
@@ -399,11 +347,7 @@ def main() -> int:
         "`keepalive_requests` 10^9, `access_log off`, `stub_status`.",
     ]
     if mem:
-        configs.append(
-            "- nginx's peak RSS in the tables is its worker's; its master's: "
-            + "; ".join(mem)
-            + "."
-        )
+        configs.append(master_rss_line(mem))
 
     ktls_note = [
         "What kernel TLS would change (not measured here; the issue's kTLS test runs in a "
@@ -418,15 +362,11 @@ def main() -> int:
     md += ["## Summary", "", *summary(by_sc)]
     md += [*tables, *legend, ""]
     md += ["## Goals (issue 6: ahead of both)", "", *goal_lines, ""]
-    if notes:
-        md += ["## Problems seen", "", *[f"- {n}" for n in notes], ""]
+    md += problems(notes)
     if extra:
         md += ["## synapserve's counters", "", *extra, ""]
     md += ["## Kernel TLS", "", ktls, "", *ktls_note, ""]
     md += ["## Setup", "", *tls_lines, *configs, ""]
-    text = "\n".join(md)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(text)
 
     doc = [
         "## TLS termination: synapserve, nginx and HAProxy",
@@ -469,7 +409,7 @@ def main() -> int:
         "# curl http://127.0.0.1:27130/stub_status (accepts)",
         "```",
         "",
-        f"### Results ({now})",
+        f"### Results ({when})",
         "",
         *head,
         "",
@@ -480,10 +420,7 @@ def main() -> int:
         *goal_lines,
         "",
     ]
-    with open(os.path.join(out_dir, "doc-section.md"), "w") as f:
-        f.write("\n".join(doc))
-    sys.stdout.write(text)
-    return 0
+    return write(md, doc)
 
 
 if __name__ == "__main__":
