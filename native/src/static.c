@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "outbuf.h"
 
 #define SF_ENTRIES 512 /* per worker; a power of two */
 #define SF_WAYS \
@@ -749,40 +750,8 @@ static size_t sf_encode_path(const char *p, size_t n, char *out, size_t cap)
 	return o;
 }
 
-struct sf_out {
-	char *buf;
-	uint32_t len, cap;
-	int overflow;
-};
-
-static void sf_put(struct sf_out *o, const char *s, size_t n)
-{
-	if (o->overflow || o->len + n > o->cap) {
-		o->overflow = 1;
-		return;
-	}
-	memcpy(o->buf + o->len, s, n);
-	o->len += (uint32_t)n;
-}
-
-static void sf_puts(struct sf_out *o, const char *s)
-{
-	sf_put(o, s, strlen(s));
-}
-
-static void sf_u64(struct sf_out *o, uint64_t v)
-{
-	char d[24];
-	int i = 24;
-
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10));
-	sf_put(o, d + i, (size_t)(24 - i));
-}
-
 /* The status line and the fields every answer has. */
-static void sf_begin(struct syn_worker *w, const struct syn_conn *c, struct sf_out *o, int status)
+static void sf_begin(struct syn_worker *w, const struct syn_conn *c, struct outbuf *o, int status)
 {
 	struct timespec ts;
 
@@ -791,21 +760,21 @@ static void sf_begin(struct syn_worker *w, const struct syn_conn *c, struct sf_o
 		w->date_s = ts.tv_sec;
 		syn_http_date(ts.tv_sec, w->date);
 	}
-	sf_puts(o, c->version ? "HTTP/1.1 " : "HTTP/1.0 ");
-	sf_u64(o, (uint64_t)status);
-	sf_put(o, " ", 1);
-	sf_puts(o, syn_reason_phrase(status));
-	sf_puts(o, "\r\nDate: ");
-	sf_put(o, w->date, 29);
-	sf_puts(o, "\r\n");
+	ob_str(o, c->version ? "HTTP/1.1 " : "HTTP/1.0 ");
+	ob_u64(o, (uint64_t)status);
+	ob_put(o, " ", 1);
+	ob_str(o, syn_reason_phrase(status));
+	ob_str(o, "\r\nDate: ");
+	ob_put(o, w->date, 29);
+	ob_str(o, "\r\n");
 }
 
-static void sf_end(const struct syn_conn *c, struct sf_out *o)
+static void sf_end(const struct syn_conn *c, struct outbuf *o)
 {
 	if (!c->keepalive)
-		sf_puts(o, "Connection: close\r\n\r\n");
+		ob_str(o, "Connection: close\r\n\r\n");
 	else
-		sf_puts(o, c->version ? "\r\n" : "Connection: keep-alive\r\n\r\n");
+		ob_str(o, c->version ? "\r\n" : "Connection: keep-alive\r\n\r\n");
 }
 
 /* An answer with a short text body of our own (errors, 301). */
@@ -813,31 +782,31 @@ static int sf_plain(struct syn_worker *w, const struct syn_conn *c, int status, 
 		    struct sf_str extra_val, int vary, char *out, uint32_t cap,
 		    struct syn_static_answer *a)
 {
-	struct sf_out o = {out, 0, cap, 0};
+	struct outbuf o = {out, 0, cap, 0};
 	char body[64];
 	int blen = snprintf(body, sizeof(body), "%d %s\n", status, syn_reason_phrase(status));
 
 	sf_begin(w, c, &o, status);
 	if (extra) {
-		sf_puts(&o, extra);
-		sf_put(&o, extra_val.p, extra_val.n);
-		sf_puts(&o, "\r\n");
+		ob_str(&o, extra);
+		ob_put(&o, extra_val.p, extra_val.n);
+		ob_str(&o, "\r\n");
 	}
 	if (vary)
-		sf_puts(&o, "Vary: Accept-Encoding\r\n");
-	sf_puts(&o, "Content-Type: text/plain\r\nContent-Length: ");
-	sf_u64(&o, (uint64_t)blen);
-	sf_puts(&o, "\r\n");
+		ob_str(&o, "Vary: Accept-Encoding\r\n");
+	ob_str(&o, "Content-Type: text/plain\r\nContent-Length: ");
+	ob_u64(&o, (uint64_t)blen);
+	ob_str(&o, "\r\n");
 	sf_end(c, &o);
 	a->head_bytes = o.len;
 	if (!c->head_req)
-		sf_put(&o, body, (size_t)blen);
+		ob_put(&o, body, (size_t)blen);
 	if (o.overflow) { /* a Location too long for the buffer */
 		o.len = 0;
 		o.overflow = 0;
 		status = 500;
 		sf_begin(w, c, &o, status);
-		sf_puts(&o, "Content-Length: 0\r\nConnection: close\r\n\r\n");
+		ob_str(&o, "Content-Length: 0\r\nConnection: close\r\n\r\n");
 		a->head_bytes = o.len;
 	}
 	a->len = o.len;
@@ -863,7 +832,7 @@ int syn_static_answer(struct syn_worker *w, struct syn_conn *c, const struct rt_
 	struct sf_str v, ir;
 	uint64_t off = 0, len, size;
 	int status, is_get = req->method == SYN_M_GET, vary, br = 0, rg = 0, fd, tries = 0;
-	struct sf_out o = {out, 0, cap, 0};
+	struct outbuf o = {out, 0, cap, 0};
 	int64_t t;
 
 	a->fd = -1;
@@ -991,30 +960,30 @@ again:
 				out, cap, a);
 	}
 	if (status != 304) {
-		sf_puts(&o, "Content-Type: ");
-		sf_put(&o, f->type, f->type_len);
-		sf_puts(&o, "\r\nContent-Length: ");
-		sf_u64(&o, len);
-		sf_puts(&o, "\r\n");
+		ob_str(&o, "Content-Type: ");
+		ob_put(&o, f->type, f->type_len);
+		ob_str(&o, "\r\nContent-Length: ");
+		ob_u64(&o, len);
+		ob_str(&o, "\r\n");
 	}
-	sf_puts(&o, "Last-Modified: ");
-	sf_put(&o, f->lastmod, 29);
-	sf_puts(&o, "\r\nETag: ");
-	sf_put(&o, etag, elen);
+	ob_str(&o, "Last-Modified: ");
+	ob_put(&o, f->lastmod, 29);
+	ob_str(&o, "\r\nETag: ");
+	ob_put(&o, etag, elen);
 	/* ranges are served of the identity body only */
-	sf_puts(&o, status == 304 || br ? "\r\n" : "\r\nAccept-Ranges: bytes\r\n");
+	ob_str(&o, status == 304 || br ? "\r\n" : "\r\nAccept-Ranges: bytes\r\n");
 	if (vary)
-		sf_puts(&o, "Vary: Accept-Encoding\r\n");
+		ob_str(&o, "Vary: Accept-Encoding\r\n");
 	if (br)
-		sf_puts(&o, "Content-Encoding: br\r\n");
+		ob_str(&o, "Content-Encoding: br\r\n");
 	if (status == 206) {
-		sf_puts(&o, "Content-Range: bytes ");
-		sf_u64(&o, off);
-		sf_put(&o, "-", 1);
-		sf_u64(&o, off + len - 1);
-		sf_put(&o, "/", 1);
-		sf_u64(&o, size);
-		sf_puts(&o, "\r\n");
+		ob_str(&o, "Content-Range: bytes ");
+		ob_u64(&o, off);
+		ob_put(&o, "-", 1);
+		ob_u64(&o, off + len - 1);
+		ob_put(&o, "/", 1);
+		ob_u64(&o, size);
+		ob_str(&o, "\r\n");
 	}
 	sf_end(c, &o);
 	a->head_bytes = o.len;
