@@ -26,6 +26,8 @@ def cmd_version(args: argparse.Namespace) -> int:
     print("features:")
     for name, ok in feats.items():
         print(f"  {name:<17} {'yes' if ok else 'no'}")
+    suites = native.ktls_suites()
+    print(f"kernel tls: {', '.join(suites) if suites else 'no (TLS is encrypted in user space)'}")
     return 0
 
 

@@ -113,8 +113,7 @@ class EngineCollector(Collector):
         yield from self._listeners(cfg, plan, st)
         yield from self._upstreams(cfg, plan, st, engine)
         yield from self._config(sup)
-        yield self._tls(cfg, plan, st)
-        yield _family("synapserve_tls_ktls_connections_total", ["listener", "direction"])
+        yield from self._tls(cfg, plan, st)
         ops = _family("synapserve_io_uring_ops_total", ["op"])
         for i, op in enumerate(IO_OPS):
             ops.add_metric([op], st.io_ops[i])
@@ -153,12 +152,15 @@ class EngineCollector(Collector):
 
     def _tls(self, cfg, plan, st):
         hs = _family("synapserve_tls_handshakes_total", ["listener", "result"])
+        kt = _family("synapserve_tls_ktls_connections_total", ["listener", "direction"])
         for name, lst in cfg.listeners.items():
             if lst.tls:
                 slot = plan.listener_slot[name]
                 hs.add_metric([name, "success"], st.tls_handshakes[slot][0])
                 hs.add_metric([name, "failure"], st.tls_handshakes[slot][1])
-        return hs
+                kt.add_metric([name, "rx"], st.tls_ktls[slot][0])
+                kt.add_metric([name, "tx"], st.tls_ktls[slot][1])
+        yield from (hs, kt)
 
     def _listeners(self, cfg, plan, st):
         active = _family("synapserve_connections_active", ["listener"])

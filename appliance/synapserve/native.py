@@ -15,7 +15,7 @@ from synapserve import _native  # type: ignore[attr-defined]
 ffi = _native.ffi
 lib = _native.lib
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 if lib.syn_abi_version() != ABI_VERSION:  # pragma: no cover - a broken build
     raise ImportError(
@@ -66,11 +66,27 @@ FEATURE_NAMES = (
 )
 
 
+KTLS_VERSIONS = ("TLS 1.2", "TLS 1.3")
+KTLS_CIPHERS = ("AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305")
+
+
 def probe_features() -> dict[str, bool]:
     """What the running kernel offers the engine (creates and drops a ring)."""
     f = ffi.new("struct syn_features *")
     lib.syn_probe_features(f)
     return {name: bool(getattr(f, name)) for name in FEATURE_NAMES}
+
+
+def ktls_suites() -> list[str]:
+    """What kernel TLS takes both ways, e.g. ["TLS 1.3 AES-128-GCM", ...]."""
+    f = ffi.new("struct syn_features *")
+    lib.syn_probe_features(f)
+    return [
+        f"{v} {c}"
+        for vi, v in enumerate(KTLS_VERSIONS)
+        for ci, c in enumerate(KTLS_CIPHERS)
+        if f.ktls_mask & (1 << (vi * len(KTLS_CIPHERS) + ci))
+    ]
 
 
 # ---- the engine ----------------------------------------------------------------

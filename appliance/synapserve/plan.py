@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - a Python built without it
 
 UINT64_MAX = (1 << 64) - 1
 UINT32_NONE = (1 << 32) - 1  # syn_plan_route.statik of an upstream route
+KTLS_MODES = {"off": 0, "auto": 1, "require": 2}
 TLS_VERSIONS = {"1.2": 0x0303, "1.3": 0x0304}
 
 
@@ -244,17 +245,18 @@ def build(
     p.nstatics, p.statics = len(static_rows), statics
     p.nmimes, p.mimes = len(type_rows), mimes
     cert_rows = [
-        (c, lst.tls.min_version, lslot[lst.name])
+        (c, lst.tls, lslot[lst.name])
         for lst in cfg.listeners.values()
         if lst.tls
         for c in lst.tls.certificates
     ]
     certs = ffi.new("struct syn_plan_cert[]", max(1, len(cert_rows)))
-    for i, (c, min_version, slot) in enumerate(cert_rows):
+    for i, (c, tls, slot) in enumerate(cert_rows):
         _set_name(certs[i].cert, c.cert, lib.SYN_ROOT_MAX)
         _set_name(certs[i].key, c.key, lib.SYN_ROOT_MAX)
         certs[i].listener = slot
-        certs[i].min_version = TLS_VERSIONS[min_version]
+        certs[i].min_version = TLS_VERSIONS[tls.min_version]
+        certs[i].ktls = KTLS_MODES[tls.ktls]
     p.ncerts, p.certs = len(cert_rows), certs
     _set_name(p.cache_dir, cache_dir, lib.SYN_ROOT_MAX)
     keep += [listeners, servers, upstreams, sites, hosts, routes, statics, mimes, certs]

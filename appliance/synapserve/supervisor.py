@@ -23,7 +23,7 @@ from synapserve import config as config_mod
 from synapserve import mime, privileges
 from synapserve import plan as plan_mod
 from synapserve.admin import AdminServer
-from synapserve.native import Engine, EngineError
+from synapserve.native import Engine, EngineError, ktls_suites
 from synapserve.reload import describe_changes
 from synapserve.watch import ConfigWatcher
 
@@ -196,10 +196,11 @@ class Supervisor:
     def _apply(self, cfg: config_mod.Config) -> dict:
         """Swap cfg in (sockets already open). Raises EngineError or SlotError."""
         for lst in cfg.listeners.values():
-            if lst.tls and lst.tls.ktls == "require":
+            if lst.tls and lst.tls.ktls == "require" and not ktls_suites():
                 raise EngineError(
-                    f'listeners.{lst.name}.tls.ktls = "require": this build does not use '
-                    'kernel TLS yet; use "auto" (or "off") to encrypt in user space'
+                    f'listeners.{lst.name}.tls.ktls = "require": this kernel has no kernel TLS '
+                    '(the tls module is missing, or takes no keys); use "auto" to encrypt in '
+                    "user space where it cannot"
                 )
         old = self.cfg
         self.generation += 1

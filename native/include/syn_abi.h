@@ -15,7 +15,7 @@
 
 /* Version of this ABI and of the plan layout: bumped whenever a
  * declaration here changes. */
-#define SYN_ABI_VERSION   4
+#define SYN_ABI_VERSION   5
 #define SYN_PLAN_MAGIC    0x53594e50
 
 #define SYN_MAX_WORKERS   64
@@ -58,8 +58,10 @@ struct syn_features {
 	int32_t splice;
 	int32_t single_issuer;
 	int32_t defer_taskrun;
-	int32_t ktls; /* the kernel has the tls ULP */
-	int32_t err;  /* -errno of io_uring_queue_init when io_uring == 0 */
+	int32_t ktls;       /* kernel TLS: the tls ULP takes keys, both ways */
+	uint32_t ktls_mask; /* bit v * 3 + c: TLS 1.2 (v 0) / 1.3 (v 1) with AES-128-GCM
+	                     * (c 0), AES-256-GCM (1), ChaCha20-Poly1305 (2) */
+	int32_t err;        /* -errno of io_uring_queue_init when io_uring == 0 */
 };
 
 /* Probe once (creates and destroys a ring). 0 or -errno. */
@@ -131,6 +133,7 @@ struct syn_plan_cert { /* a certificate of a TLS listener; the first of each is 
 	char key[SYN_ROOT_MAX];  /* PEM */
 	uint32_t listener;       /* the listener name's slot */
 	uint32_t min_version;    /* 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3) */
+	uint32_t ktls;           /* 0 off, 1 auto, 2 require (the listener's) */
 };
 
 struct syn_plan_static {         /* a route's static = { root, index, compress } */
@@ -246,6 +249,7 @@ struct syn_stats {
 	uint64_t static_bytes[SYN_MAX_SITES];          /* body bytes sent */
 	uint64_t static_br[SYN_MAX_SITES][2];          /* compressed body: [0] hit, [1] miss */
 	uint64_t tls_handshakes[SYN_MAX_LISTENERS][2]; /* [0] success, [1] failure */
+	uint64_t tls_ktls[SYN_MAX_LISTENERS][2];       /* keys to the kernel: [0] rx, [1] tx */
 	uint64_t io_ops[8];   /* accept, recv, send, send_zc, splice, connect, recv_multi, close */
 	uint64_t heap_allocs; /* allocations made by workers after start */
 };

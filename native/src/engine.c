@@ -296,7 +296,7 @@ int syn_probe_features(struct syn_features *out)
 	struct io_uring_params p;
 	struct io_uring ring;
 	struct io_uring_probe *probe;
-	int rc, fd;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	memset(&p, 0, sizeof(p));
@@ -340,13 +340,9 @@ int syn_probe_features(struct syn_features *out)
 	out->multishot_recv = out->buf_ring && out->defer_taskrun; /* 6.0+ */
 	io_uring_queue_exit(&ring);
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd >= 0) {
-		/* the ULP is found only on a connected socket; ENOENT means
-		 * no tls module, ENOTCONN that the module answered */
-		rc = setsockopt(fd, IPPROTO_TCP, 31 /* TCP_ULP */, "tls", 3);
-		out->ktls = rc == 0 || errno == ENOTCONN;
-		close(fd);
-	}
+	/* kernel TLS: keys installed both ways on a loopback pair, per version
+	 * and cipher (ktls.c) */
+	out->ktls_mask = syn_tls_ktls_mask();
+	out->ktls = out->ktls_mask != 0;
 	return 0;
 }

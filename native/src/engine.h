@@ -261,13 +261,15 @@ struct syn_conn {
 	int32_t zc_bid; /* the pool buffer that send reads from, or -1 */
 
 	/* TLS (client side): the engine encrypts and decrypts (tls.c, uring.c) */
-	struct syn_tls_conn *tls; /* NULL for clear text */
-	const char *tls_out;      /* ciphertext going out */
+	struct syn_tls_conn *tls;  /* TLS in user space; NULL for clear text or kernel TLS */
+	struct syn_tls_conn *ktls; /* TLS in the kernel: the socket is plaintext to us */
+	const char *tls_out;       /* ciphertext going out */
 	uint32_t tls_out_len;
 	uint32_t tls_plain;    /* plaintext the logic's send in flight stands for */
 	uint8_t tls_busy;      /* a send of ciphertext is in flight */
 	uint8_t tls_report;    /* ...and it is the logic's: report it at the end */
 	uint8_t tls_want_send; /* the logic asked to send while ours was in flight */
+	uint8_t ktls_wait;     /* the keys go to the kernel once our send is out */
 };
 
 /* ---- I/O seam --------------------------------------------------------------- */
@@ -441,6 +443,32 @@ int syn_tls_write(struct syn_conn *c, const char *p, uint32_t n);
 uint32_t syn_tls_take(struct syn_conn *c, const char **out);
 int syn_tls_has_output(const struct syn_conn *c);
 void syn_tls_close_notify(struct syn_conn *c);
+int syn_tls_ktls_ready(const struct syn_conn *c);
+uint32_t syn_tls_ktls_mask(void);
+void syn_tls_ktls_assume(uint32_t mask);                             /* tests */
+const struct syn_ktls_keys *syn_tls_kernel_keys(struct syn_conn *c); /* tests */
+int syn_tls_to_kernel(struct syn_worker *w, struct syn_conn *c);
+int syn_tls_ktls_control(struct syn_worker *w, struct syn_conn *c);
+
+/* ktls.c: kernel TLS, the socket side */
+enum { SYN_KTLS_AES128, SYN_KTLS_AES256, SYN_KTLS_CHACHA, SYN_KTLS_NCIPHERS };
+enum { SYN_KTLS_RX = 0, SYN_KTLS_TX = 1 };
+#define SYN_KTLS_BIT(version, cipher) (((version) == 0x0304) * SYN_KTLS_NCIPHERS + (cipher))
+
+struct syn_ktls_keys {      /* one connection's record protection, both ways */
+	uint16_t version;   /* 0x0303 or 0x0304 */
+	uint8_t cipher;     /* SYN_KTLS_* */
+	uint8_t keylen;     /* 16 or 32 */
+	uint8_t key[2][32]; /* [SYN_KTLS_RX]: the client's, [SYN_KTLS_TX]: ours */
+	uint8_t iv[2][12];  /* TLS 1.2 AES-GCM: the 4-byte salt; else the 12-byte IV */
+	uint64_t seq[2];    /* the next record's sequence number */
+};
+
+uint32_t syn_ktls_probe(void);
+int syn_ktls_set(int fd, const struct syn_ktls_keys *k, int d);
+int syn_ktls_install(int fd, const struct syn_ktls_keys *k);
+int syn_ktls_recv_control(int fd, uint8_t *type, uint8_t *buf, size_t cap);
+int syn_ktls_send_record(int fd, uint8_t type, const void *p, size_t n);
 
 /* proxy.c: completions from the I/O engine */
 void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd);

@@ -295,8 +295,8 @@ static struct syn_conn *conn_new(struct syn_worker *w, int fd, enum conn_kind ki
 	c->file_left = 0;
 	c->zc = 0;
 	c->zc_bid = -1;
-	c->tls = NULL;
-	c->tls_busy = c->tls_report = c->tls_want_send = 0;
+	c->tls = c->ktls = NULL;
+	c->tls_busy = c->tls_report = c->tls_want_send = c->ktls_wait = 0;
 	memset(c->tried, 0, sizeof(c->tried));
 	return c;
 }
@@ -368,7 +368,7 @@ static void conn_close(struct syn_worker *w, struct syn_conn *c)
 {
 	if (c->kind == CONN_FREE || c->closing)
 		return;
-	if (c->tls)
+	if (c->tls || c->ktls)
 		syn_tls_close_notify(c);
 	c->closing = 1;
 	c->state = CS_CLOSING;
@@ -599,7 +599,8 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 		}
 	}
 	ob_str(&o, ip);
-	ob_str(&o, c->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+	ob_str(&o, c->tls || c->ktls ? "\r\nX-Forwarded-Proto: https\r\n"
+				     : "\r\nX-Forwarded-Proto: http\r\n");
 	if (h->idx[SYN_HDR_HOST]) {
 		ob_str(&o, "X-Forwarded-Host: ");
 		ob_span(&o, buf, h->host);
@@ -1763,7 +1764,7 @@ static void tunnel_pump(struct syn_worker *w, struct syn_conn *s, struct syn_con
 static void tunnel_eof(struct syn_worker *w, struct syn_conn *s, struct syn_conn *d)
 {
 	s->eof = 1;
-	if (d->tls)
+	if (d->tls || d->ktls)
 		syn_tls_close_notify(d);
 	shutdown(d->fd, SHUT_WR);
 	if (d->eof) {

@@ -166,7 +166,42 @@ static void ur_buf_release(struct syn_worker *w, int32_t bid)
  * encrypted (a record of at most SYN_TLS_CHUNK bytes at a time) and reported
  * with the plaintext length once all its ciphertext is out.  Handshake
  * messages and session tickets go out as sends of the engine's own, one
- * send at a time on the socket. */
+ * send at a time on the socket.  Once the handshake is over the keys may go
+ * to the kernel (tls.c, ktls.c): the connection is plaintext from then on. */
+
+static void ur_recv_plain(struct syn_worker *w, struct syn_conn *c);
+static void ur_send(struct syn_worker *w, struct syn_conn *c);
+
+/* Kernel TLS: once syn_tls_ktls_ready() and no send of ours is in flight,
+ * the keys go to the kernel and the connection goes on as clear text: the
+ * receive the logic waits for is posted plain.  1 switched (the receive is
+ * posted when wanted), 0 stays in user space, -1 failed (reported). */
+static int ur_ktls_switch(struct syn_worker *w, struct syn_conn *c)
+{
+	int r = syn_tls_to_kernel(w, c);
+
+	if (r < 0) {
+		c->recving = 0;
+		proxy_on_recv(w, c, -EPROTO, -1);
+		return -1;
+	}
+	if (r && c->recving)
+		ur_recv_plain(w, c);
+	return r;
+}
+
+/* Before a TLS receive: switch to the kernel instead, now or after our
+ * send in flight?  1 when the caller has nothing more to do. */
+static int ur_ktls_instead(struct syn_worker *w, struct syn_conn *c)
+{
+	if (!syn_tls_ktls_ready(c))
+		return 0;
+	if (c->tls_busy) {
+		c->ktls_wait = 1;
+		return 1;
+	}
+	return ur_ktls_switch(w, c) != 0;
+}
 
 static void ur_tls_post_recv(struct syn_worker *w, struct syn_conn *c)
 {
@@ -195,6 +230,8 @@ static void ur_tls_nop(struct syn_worker *w, struct syn_conn *c, enum uring_op o
 static void ur_tls_recv(struct syn_worker *w, struct syn_conn *c)
 {
 	c->recving = 1;
+	if (ur_ktls_instead(w, c))
+		return;
 	if (syn_tls_has_input(c))
 		ur_tls_nop(w, c, OP_TLS_READ); /* reported from the completion loop */
 	else
@@ -257,6 +294,13 @@ static void ur_tls_advance(struct syn_worker *w, struct syn_conn *c, int32_t bid
 		proxy_on_recv(w, c, -ECONNRESET, -1);
 		return;
 	}
+	if (syn_tls_ktls_ready(c)) { /* all read: nothing for the logic here */
+		if (bid >= 0)
+			ur_buf_release(w, bid);
+		if (!ur_ktls_instead(w, c))
+			ur_tls_post_recv(w, c);
+		return;
+	}
 	if (c->rx_bid >= 0) {
 		if (bid >= 0)
 			ur_buf_release(w, bid);
@@ -281,7 +325,8 @@ static void ur_tls_advance(struct syn_worker *w, struct syn_conn *c, int32_t bid
 	if (bid >= 0)
 		ur_buf_release(w, bid);
 	if (n == 0) {
-		ur_tls_post_recv(w, c);
+		if (!ur_ktls_instead(w, c))
+			ur_tls_post_recv(w, c);
 		return;
 	}
 	c->recving = 0;
@@ -330,6 +375,20 @@ static void ur_tls_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 		return;
 	}
 	c->tls_busy = 0;
+	if (c->ktls_wait) { /* the receive the logic waits for was held for this */
+		int r = -1;
+
+		c->ktls_wait = 0;
+		if (res < 0 && c->recving && !c->tls_report && !c->tls_want_send) {
+			c->recving = 0;
+			proxy_on_recv(w, c, res, -1);
+			return;
+		}
+		if (res >= 0 && syn_tls_ktls_ready(c) && (r = ur_ktls_switch(w, c)) < 0)
+			return;
+		if (r <= 0 && c->recving)
+			ur_tls_post_recv(w, c); /* stays in user space */
+	}
 	if (c->tls_report || c->tls_want_send) {
 		int report = c->tls_report;
 
@@ -341,11 +400,9 @@ static void ur_tls_on_send(struct syn_worker *w, struct syn_conn *c, int res)
 			return;
 		}
 		c->tls_want_send = 0;
-		ur_tls_send(w, c); /* the logic's, held while ours went out */
+		ur_send(w, c); /* the logic's, held while ours went out */
 	}
 }
-
-static void ur_recv_plain(struct syn_worker *w, struct syn_conn *c);
 
 static void ur_recv(struct syn_worker *w, struct syn_conn *c)
 {
@@ -452,7 +509,8 @@ static void ur_zc_unpin(struct syn_worker *w, int32_t bid)
  * appending, giving them back) never touches memory the NIC may still
  * read; and the pool buffer it reads from is pinned besides, so that the
  * peer connection closing does not hand it to the ring either.  Only sends
- * from a pool buffer go zero-copy, one at a time per connection. */
+ * from a pool buffer go zero-copy, one at a time per connection, and none
+ * on a kernel TLS socket (the kernel encrypts into buffers of its own). */
 static void ur_send(struct syn_worker *w, struct syn_conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -463,7 +521,7 @@ static void ur_send(struct syn_worker *w, struct syn_conn *c)
 	}
 	sqe = ur_sqe(w);
 
-	if (c->out_len >= UR_ZC_MIN && c->zc_bid < 0 && ur_zc_ok(w, c) &&
+	if (c->out_len >= UR_ZC_MIN && c->zc_bid < 0 && !c->ktls && ur_zc_ok(w, c) &&
 	    (c->zc_bid = ur_bid_of(ur(w), c->out, c->out_len)) >= 0) {
 		ur(w)->zc_pins[c->zc_bid]++;
 		io_uring_prep_send_zc(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL, 0);
@@ -672,6 +730,18 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 		}
 		if (c->tls) {
 			ur_tls_on_recv(w, c, cqe->res, bid);
+			break;
+		}
+		if (c->ktls && cqe->res == -EIO && !c->closing) {
+			/* kernel TLS: a record that is not data (an alert, a key update) */
+			int r = syn_tls_ktls_control(w, c);
+
+			if (r > 0) {
+				ur_recv_plain(w, c);
+				break;
+			}
+			c->recving = 0;
+			proxy_on_recv(w, c, r, -1);
 			break;
 		}
 		c->recving = 0;

@@ -593,6 +593,63 @@ def test_handshakes_are_counted(site):
     assert handshakes(proxy, "failure") == failed
 
 
+# ---- kernel TLS: where the kernel has none (this machine), user space does it all -----------
+
+
+def kernel_tls_suites(synapserve_cmd) -> list[str]:
+    out = subprocess.run(
+        [*synapserve_cmd, "version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    (line,) = [x for x in out.splitlines() if x.startswith("kernel tls: ")]
+    value = line.removeprefix("kernel tls: ")
+    return [] if value.startswith("no ") else value.split(", ")
+
+
+def test_version_says_whether_the_kernel_has_tls(synapserve_cmd):
+    suites = kernel_tls_suites(synapserve_cmd)
+    for s in suites:
+        version, cipher = s.removeprefix("TLS ").split(" ")
+        assert version in ("1.2", "1.3") and cipher in (
+            "AES-128-GCM",
+            "AES-256-GCM",
+            "ChaCha20-Poly1305",
+        ), s
+    if suites:  # the probe installed keys: the module is loaded, its counters exist
+        assert Path("/proc/net/tls_stat").exists()
+
+
+def test_without_kernel_tls_every_connection_stays_in_user_space(site, synapserve_cmd):
+    if kernel_tls_suites(synapserve_cmd):
+        pytest.skip("this kernel has kernel TLS: the VM test (make test-ktls-vm) covers it")
+    proxy = site.proxy
+    for i in range(4):
+        ctx = client_context(site.certs.ca, version="1.2" if i % 2 else "1.3")
+        with site.conn(A_NAME, ctx) as c:
+            assert c.get("/").body == b"a"
+    for direction in ("rx", "tx"):
+        assert (
+            proxy.metric(
+                "synapserve_tls_ktls_connections_total", listener="https", direction=direction
+            )
+            == 0
+        )
+
+
+def test_ktls_require_refuses_to_start_without_kernel_tls(
+    synapserve, backends, certs, synapserve_cmd
+):
+    if kernel_tls_suites(synapserve_cmd):
+        pytest.skip("this kernel has kernel TLS: require starts (make test-ktls-vm covers it)")
+    (a,) = backends("a")
+    with pytest.raises(ProxyExited) as e:
+        synapserve(
+            upstreams={"app": [a]},
+            listeners=("http", "https"),
+            tls={"https": {"certificates": [certs.default.entry()], "ktls": "require"}},
+        )
+    assert 'listeners.https.tls.ktls = "require": this kernel has no kernel TLS' in str(e.value)
+
+
 # ---- config checks ---------------------------------------------------------------------------
 
 

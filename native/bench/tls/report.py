@@ -238,15 +238,20 @@ def main() -> int:
 
     ktls_kernel = env("KTLS_KERNEL") == "yes"
     ktls = (
-        "**Kernel TLS is not used**: synapserve does not use it yet, and nginx and HAProxy "
-        "are not configured for it; this kernel "
-        + (
-            "has the `tls` module loaded (/proc/net/tls_stat)"
-            if ktls_kernel
-            else "has no `tls` module loaded (no /proc/net/tls_stat)"
+        (
+            "**Kernel TLS**: this kernel has the `tls` module (/proc/net/tls_stat), so "
+            'synapserve (`ktls = "auto"`) hands its connections\' keys to the kernel after '
+            "the handshake; nginx and HAProxy are not configured for it. These figures mix "
+            "kernel TLS (synapserve) and user-space TLS (the peers)."
         )
-        + ". Every record is encrypted and decrypted by OpenSSL in user space in all three "
-        "proxies: these are user-space TLS figures."
+        if ktls_kernel
+        else (
+            "**Kernel TLS is not used**: this kernel has no `tls` module (no "
+            "/proc/net/tls_stat), so synapserve (which hands its keys to the kernel where it "
+            "can) encrypts in user space like nginx and HAProxy: every record is encrypted "
+            "and decrypted by OpenSSL in user space in all three proxies; these are user-space "
+            "TLS figures."
+        )
     )
     when = now()
     head = [
