@@ -35,7 +35,8 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser bench-proxy bench-static bench-tls fmt lint clean deb test-deb
+        fuzz pytest test run bench bench-parser bench-proxy bench-static bench-tls fmt lint clean deb test-deb \
+        test-ktls-vm
 
 all: native
 
@@ -134,19 +135,30 @@ test-asan: $(STAMP)/asan-native
 deb: $(STAMP)/deps-build
 	bash scripts/build-deb.sh
 
-# The package on a clean Debian 12 root booted with systemd (nspawn, else QEMU).
-# Exit 77 is a skip with its reason (no mirror, no way to boot): not a failure.
-test-deb: $(STAMP)/deps-build
-	@rc=0; bash scripts/test-deb.sh || rc=$$?; \
-	if [ $$rc -eq 77 ]; then echo "test-deb: skipped (see the reason above)"; rc=0; fi; \
+# $(call may_skip,NAME,COMMAND): exit 77 of COMMAND is a skip, whose reason COMMAND
+# printed (no root, no mirror, no way to boot): not a failure.
+define may_skip
+	@rc=0; $(2) || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "$(1): skipped (see the reason above)"; rc=0; fi; \
 	exit $$rc
+endef
+
+# The package on a clean Debian 12 root booted with systemd (nspawn, else QEMU).
+test-deb: $(STAMP)/deps-build
+	$(call may_skip,test-deb,bash scripts/test-deb.sh)
+
+# Kernel TLS in the data plane, in a VM: this machine's kernel has none. The package on
+# test-deb's root with Debian's kernel, booted under QEMU with tests/ktls-vm/guest.sh as init.
+test-ktls-vm: $(STAMP)/deps-build
+	$(call may_skip,test-ktls-vm,bash scripts/test-ktls-vm.sh)
 
 # ---- the two README commands -------------------------------------------------
 
 pytest: native
 	$(PY) -m pytest -q tests
 
-test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest test-asan test-deb
+test: deps deps-test native native-test native-test-san fuzz-smoke lint pytest test-asan test-deb \
+      test-ktls-vm
 
 run: native
 	bash scripts/run-demo.sh

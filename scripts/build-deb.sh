@@ -14,7 +14,8 @@
 # `make run` and `make test` do. Exit status: 0 built and lintian found no
 # error, 1 otherwise.
 # Env: LINTIAN=0 skips lintian; DEB_BUILD_OPTIONS as usual (nocheck skips
-# dh_auto_test).
+# dh_auto_test); REUSE_DEB=1 keeps the package of the last build when the files it
+# is made from (the source tree below and packaging/deb/debian) are unchanged since.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,10 +46,10 @@ arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 epoch=$(dpkg-parsechangelog -l "$debian/changelog" -S Timestamp)
 src=$out/synapserve-$upstream
 orig=$out/synapserve_$upstream.orig.tar.gz
+deb=$out/synapserve_${debver}_$arch.deb
 
 say "source tree $src"
 mkdir -p "$out"
-rm -rf "$src" "$out"/synapserve_* "$out"/synapserve-dbgsym_*
 git ls-files -z --cached --others --exclude-standard -- "${SOURCES[@]}" |
 	while IFS= read -r -d '' f; do
 		# tracked but deleted in the working tree: not part of it
@@ -58,7 +59,20 @@ git ls-files -z --cached --others --exclude-standard -- "${SOURCES[@]}" |
 	done |
 	tar --create --null --files-from=- --sort=name --mtime="@$epoch" --owner=0 --group=0 \
 		--numeric-owner --transform="s,^,synapserve-$upstream/," |
-	gzip -n9 >"$orig"
+	gzip -n9 >"$out/orig.tmp"
+# what the package is made from, as one checksum; written beside it after a good build
+fingerprint=$( (
+	cat "$out/orig.tmp"
+	tar --create --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
+		-C "$(dirname "$debian")" debian
+) | sha256sum | cut -d' ' -f1)
+if [ "${REUSE_DEB:-0}" = 1 ] && [ -f "$deb" ] && [ "$(cat "$out/sources.sha256" 2>/dev/null)" = "$fingerprint" ]; then
+	rm -f "$out/orig.tmp"
+	say "unchanged since the last build: ${deb#"$top"/} (REUSE_DEB=1)"
+	exit 0
+fi
+rm -rf "$src" "$out"/synapserve_* "$out"/synapserve-dbgsym_* "$out/sources.sha256"
+mv "$out/orig.tmp" "$orig"
 tar -xzf "$orig" -C "$out"
 cp -a "$debian" "$src/debian"
 
@@ -77,7 +91,6 @@ if ! (cd "$src" && dpkg-buildpackage --no-sign) >"$out/build.log" 2>&1; then
 	exit 1
 fi
 grep -E '^(smoke|== native)' "$out/build.log" || true
-deb=$out/synapserve_${debver}_$arch.deb
 [ -f "$deb" ] || {
 	echo "build-deb: dpkg-buildpackage did not produce $deb" >&2
 	exit 1
@@ -99,4 +112,5 @@ if [ "${LINTIAN:-1}" != 0 ]; then
 		exit 1
 	fi
 fi
+echo "$fingerprint" >"$out/sources.sha256"
 dpkg-deb --info "$deb" | sed -n '/Package:/,$p'
