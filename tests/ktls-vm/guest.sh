@@ -19,11 +19,10 @@
 # synapserve and the backend go to $OUT as well; then the machine powers off.
 set -uo pipefail
 
-# listeners.https.tls.ktls. "auto" while the data plane encrypts in user space
-# (with "require" today's synapserve refuses to start); "require" once it does
-# kernel TLS. `ktlsvm.ktls=VALUE` on the kernel command line (KTLS=VALUE for
-# scripts/test-ktls-vm.sh) overrides it.
-KTLS=auto
+# listeners.https.tls.ktls: "require", so that synapserve refuses to start
+# unless the guest kernel takes TLS keys. `ktlsvm.ktls=VALUE` on the kernel
+# command line (KTLS=VALUE for scripts/test-ktls-vm.sh) overrides it.
+KTLS=require
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root
 HERE=/usr/local/lib/synapserve-ktlsvm # this script, backend.py, ktls_sanity.py, tls/
@@ -161,7 +160,14 @@ write_config() {
 		[[sites.ktlsvm.routes]]
 		path = "/"
 		upstream = "backend"
+		[[sites.ktlsvm.routes]]
+		path = "/static/"
+		static = { root = "$WORK/www" }
 	EOF
+	# a static file of 1 MiB, served from $WORK/www/static/ (root as nginx's root)
+	install -d -m 755 "$WORK/www/static"
+	head -c 1048576 /dev/urandom >"$WORK/www/static/file.bin"
+	chmod 644 "$WORK/www/static/file.bin"
 }
 
 # wait_for SECONDS COMMAND...: poll until COMMAND succeeds.
@@ -260,6 +266,51 @@ check_keepalive() {
 	expect "sha256 of GET /blob, second" "$(sha256 "$WORK/ka4")" "$(sha256 "$WORK/get.bin")"
 }
 
+# A static file of 1 MiB over kernel TLS: sent by splice from the file.
+check_static() {
+	https "$1" -o "$WORK/static.out" "$URL/static/file.bin"
+	expect "sha256 of GET /static/file.bin" "$(sha256 "$WORK/static.out")" "$(sha256 "$WORK/www/static/file.bin")"
+}
+
+# metric NAME LABEL-SUBSTRING: one sample's value from /metrics (0 when absent)
+metric() {
+	curl -sf --max-time 10 "$ADMIN/metrics" |
+		awk -v m="$1{" -v l="$2" 'index($1, m) == 1 && index($1, l) { v = $2 } END { print v + 0 }'
+}
+
+# The 1 MiB bodies of the runs above went by splice (through the kernel TLS socket).
+check_spliced() {
+	local after
+	after=$(metric synapserve_io_uring_ops_total 'op="splice"')
+	note "io_uring splice ops went from $splice_before to $after"
+	awk -v a="$splice_before" -v b="$after" 'BEGIN { exit !(b > a) }'
+}
+
+# close_notify both ways over kernel TLS: Python's ssl sends the client's with unwrap() and
+# waits for synapserve's (which the kernel encrypts: a record of type alert); then the
+# proxy still serves.
+check_close_notify() {
+	timeout 60 python3 - "$WORK/tls/pkgtest.pem" "$NAME" "$HTTPS_PORT" "$1" <<-'PY'
+		import socket, ssl, sys
+		ca, name, port, version = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+		ctx = ssl.create_default_context(cafile=ca)
+		v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+		ctx.minimum_version = ctx.maximum_version = v
+		raw = socket.create_connection(("127.0.0.1", port))
+		s = ctx.wrap_socket(raw, server_hostname=name)
+		s.sendall(b"GET /hello HTTP/1.1\r\nHost: " + name.encode() + b"\r\n\r\n")
+		got = b""
+		while b"ktls-vm backend" not in got:
+		    chunk = s.recv(65536)
+		    if not chunk:
+		        sys.exit("connection closed before the response")
+		    got += chunk
+		raw2 = s.unwrap()  # sends close_notify, reads synapserve's
+		print("response and close_notify both ways:", got.split(b"\r\n", 1)[0].decode())
+		raw2.close()
+	PY
+}
+
 # tls_run NAME FUNCTION VERSION: a check that makes one TLS connection to synapserve.
 tls_run() {
 	conns=$((conns + 1))
@@ -352,11 +403,16 @@ started=$?
 run synapserve-version check_version
 if [ "$started" -eq 0 ]; then
 	cp /proc/net/tls_stat "$WORK/tls_stat.before"
+	splice_before=$(metric synapserve_io_uring_ops_total 'op="splice"')
 	for v in 1.3 1.2; do
 		tls_run "tls$v-get-1mib" check_get "$v"
 		tls_run "tls$v-post-1mib-echo" check_post "$v"
 		tls_run "tls$v-keepalive-4-requests" check_keepalive "$v"
+		tls_run "tls$v-static-1mib" check_static "$v"
+		tls_run "tls$v-close-notify-both-ways" check_close_notify "$v"
 	done
+	run bodies-spliced-through-ktls check_spliced
+	tls_run "tls1.3-get-after-alerts" check_get 1.3
 	cp /proc/net/tls_stat "$WORK/tls_stat.after"
 	log "INFO tls_stat after $conns connection(s): $(
 		paste "$WORK/tls_stat.before" "$WORK/tls_stat.after" |
