@@ -87,7 +87,7 @@ metric() {
 }
 metric_is() { awk -v a="$(metric "$1" "${3:-}")" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 == b + 0) }'; }
 serves_upstream() { [ "$(body_of http://127.0.0.1/)" = "hello from the pkgtest upstream" ]; }
-journal_has() { journalctl -u "$UNIT" --no-pager -o cat | grep -q -- "$1"; }
+journal_has() { journalctl -u "$UNIT" --no-pager -o cat | grep -- "$1" >/dev/null; }
 reloads_ok() { metric synapserve_config_reloads_total 'result="success"' | cut -d. -f1; }
 reloads_above() { [ "$(reloads_ok)" -gt "$1" ]; }
 
@@ -253,7 +253,7 @@ static_checks() {
 	expect "owner of the cache" "$(stat -c %U /var/cache/synapserve/br)" synapserve
 	expect "a body in the cache" "$(ls /var/cache/synapserve/br | wc -l)" 1
 	curl -s "$ADMIN/metrics" | grep '^synapserve_static_'
-	curl -s "$ADMIN/metrics" | grep -q '^synapserve_static_compressed_total{.*result="hit".*} [1-9]'
+	curl -s "$ADMIN/metrics" | grep '^synapserve_static_compressed_total{.*result="hit".*} [1-9]' >/dev/null
 }
 
 check_static_files_compressed() {
@@ -287,7 +287,7 @@ bind = \"127.0.0.1:443\"
 tls = { certificates = [{ cert = \"/etc/synapserve/tls/pkgtest.pem\", key = \"/etc/synapserve/tls/pkgtest.key\" }] }"
 	if wait_for 20 serves_tls; then
 		curl -s --cacert /etc/synapserve/tls/pkgtest.pem --resolve pkgtest.example:443:127.0.0.1 \
-			https://pkgtest.example/ | grep -q 'hello from the pkgtest upstream' || rc=1
+			https://pkgtest.example/ | grep 'hello from the pkgtest upstream' >/dev/null || rc=1
 		curl -s "$ADMIN/metrics" | grep '^synapserve_tls_handshakes_total'
 		curl -s "$ADMIN/metrics" |
 			grep -q '^synapserve_tls_handshakes_total{listener="https",result="success"} [1-9]' ||
@@ -340,9 +340,9 @@ check_reload_commands() {
 	local before
 	before=$(reloads_ok)
 	synapserve reload
-	curl -s --max-time 10 -X POST "$ADMIN/reload" | tee /dev/stderr | grep -q '"ok": *true'
+	curl -s --max-time 10 -X POST "$ADMIN/reload" | tee /dev/stderr | grep '"ok": *true' >/dev/null
 	[ "$(reloads_ok)" -ge $((before + 2)) ]
-	synapserve status | tee /dev/stderr | grep -q '127.0.0.1:8000'
+	synapserve status | tee /dev/stderr | grep '127.0.0.1:8000' >/dev/null
 	curl -s "$ADMIN/status" | python3 -c 'import json, sys; json.load(sys.stdin)'
 }
 
