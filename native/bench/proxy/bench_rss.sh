@@ -7,10 +7,11 @@
 # The backend, the proxies' configurations and how they are started are
 # bench_proxy.sh's (lib.sh's start_backend, targets.sh).  Per proxy: start it,
 # read its memory once it answers, load it with wrk (1 thread, BENCH_CONNS
-# connections, /1k) for a warm-up and a measured run as bench_proxy.sh does,
-# read its memory again.  For synapserve also what Python alone costs: the
-# peak RSS of its interpreter running `pass`, and after importing what
-# `synapserve run` imports before it reads the config.
+# connections, /1k) for a warm-up and a measured run as bench_proxy.sh does
+# (synapserve's /metrics read after each, as there), read its memory again.
+# For synapserve also what Python alone costs: the peak RSS of its
+# interpreter running `pass`, and after importing what `synapserve run`
+# imports before it reads the config.
 #
 # Figures, in KiB, from /proc/PID/status and /proc/PID/smaps_rollup: VmHWM
 # (peak RSS, what bench_proxy.sh reports: for nginx its worker's), VmRSS,
@@ -144,9 +145,12 @@ measure() { # proxy
 	row_mem "$px" "started, answered one request"
 	wrk_cmd "$CONNS" "$WARMUP" "$TARGET_URL/1k"
 	"${WRK_CMD[@]}" >"$RUNS/$px.wrk-warmup.txt" 2>&1 || true
+	# bench_proxy.sh reads synapserve's /metrics here and after the run
+	[ "$px" = synapserve ] && syn_metrics >/dev/null
 	wrk_cmd "$CONNS" "$DURATION" "$TARGET_URL/1k"
 	"${WRK_CMD[@]}" >"$RUNS/$px.wrk.txt" 2>&1 || true
 	target_alive || die "$px died under load: $(tail -n 20 "$d/stderr")"
+	[ "$px" = synapserve ] && syn_metrics >/dev/null
 	row_mem "$px" "after ${WARMUP} s + ${DURATION} s of wrk, $CONNS connections"
 	read -r rps _ _ req _ err < <(parse_wrk <"$RUNS/$px.wrk.txt")
 	log "$px: $rps req/s, $req requests, errors: $err"
