@@ -35,8 +35,8 @@ DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
-        fuzz pytest test run bench bench-parser bench-proxy bench-static bench-tls fmt lint clean deb test-deb \
-        test-ktls-vm
+        fuzz pytest test run bench bench-parser bench-proxy bench-rss bench-static bench-tls fmt lint clean deb \
+        test-deb test-ktls-vm
 
 all: native
 
@@ -172,6 +172,10 @@ bench-parser: deps deps-bench
 
 bench-proxy: native
 	bash native/bench/proxy/bench_proxy.sh
+
+# Peak RSS of synapserve and nginx at 1,000 connections only (about 20 s).
+bench-rss: native
+	bash native/bench/proxy/bench_rss.sh
 
 bench-static: native
 	bash native/bench/static/bench_static.sh

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import socketserver
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +116,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def server_bind(self) -> None:
+        """HTTPServer's, without its socket.getfqdn(): a reverse DNS lookup at
+        every start (slow where DNS is) that loads the resolver and the IDNA
+        codec for a name nothing here uses."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def handle_error(self, request, client_address):
         """A scraper that gives up mid-answer is not an error worth a traceback."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import urllib.error
-import urllib.request
 
 from synapserve import __version__
 
@@ -15,6 +12,8 @@ DEFAULT_CONFIG_DIR = "/etc/synapserve"
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    import platform
+
     from synapserve import native
 
     feats = native.probe_features()
@@ -54,8 +53,15 @@ def _admin_url(args: argparse.Namespace, path: str) -> str:
     return f"http://{args.admin}{path}"
 
 
-# The admin endpoint is local: never through an http_proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _open(req, timeout: float):
+    """urlopen for the admin endpoint, which is local: never through an
+    http_proxy from the environment.  (urllib is imported here, by the two
+    commands that use it: with the ssl and email modules it brings it costs
+    `check` and `version` 7 MiB of memory.)"""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return opener.open(req, timeout=timeout)
 
 
 def _admin_default(config_dir: str) -> str:
@@ -68,9 +74,12 @@ def _admin_default(config_dir: str) -> str:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(_admin_url(args, "/reload"), data=b"", method="POST")
     try:
-        with _OPENER.open(req, timeout=70) as r:
+        with _open(req, timeout=70) as r:
             result = json.loads(r.read())
     except urllib.error.HTTPError as e:
         result = json.loads(e.read() or b"{}")
@@ -92,7 +101,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        with _OPENER.open(_admin_url(args, "/status"), timeout=10) as r:
+        with _open(_admin_url(args, "/status"), timeout=10) as r:
             doc = json.loads(r.read())
     except OSError as e:
         print(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 
 def test_version_names_the_simd_level_and_features(run_cli):
     out = run_cli("version", check=True).stdout
@@ -30,3 +33,24 @@ def test_unknown_command_is_a_usage_error(run_cli):
     res = run_cli("frobnicate")
     assert res.returncode == 2
     assert "invalid choice" in res.stderr
+
+
+def _imported(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running code."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return set(out.split())
+
+
+def test_commands_import_only_what_they_use():
+    """Each module costs resident memory for the life of the process (docs/benchmarks.md,
+    bench-rss): what a command never uses stays out of it."""
+    check = _imported("import synapserve.cli, synapserve.config")
+    assert not check & {"urllib.request", "http.client", "ssl", "email", "decimal", "difflib"}
+    run = _imported("import synapserve.cli, synapserve.supervisor")
+    assert not run & {"decimal", "difflib", "asyncio", "brotli"}

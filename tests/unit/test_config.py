@@ -264,6 +264,8 @@ def test_the_model_is_frozen():
         ("250ms", 250),
         ("2s", 2000),
         ("1.5s", 1500),
+        ("0.001s", 1),
+        ("10.000s", 10_000),
         ("5m", 300_000),
         ("1h", 3_600_000),
         ("24h", 86_400_000),
@@ -272,6 +274,13 @@ def test_the_model_is_frozen():
 def test_durations_are_milliseconds(tmp_path, text, ms):
     cfg = load_text(tmp_path, f'[limits]\nkeepalive_timeout = "{text}"')
     assert cfg.limits.keepalive_timeout_ms == ms
+
+
+@pytest.mark.parametrize("text", ["1.25ms", "0.0005s", "1.0000001h"])
+def test_durations_are_whole_milliseconds(tmp_path, text):
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, f'[limits]\nkeepalive_timeout = "{text}"')
+    assert "is not a whole number of milliseconds" in str(e.value)
 
 
 @pytest.mark.parametrize(
