@@ -30,6 +30,12 @@ from synapserve.watch import ConfigWatcher
 log = logging.getLogger("synapserve")
 
 GRACE_MS = 10_000
+HANDLED_SIGNALS = {  # what each signal asks of the supervisor loop
+    signal.SIGHUP: "reload",
+    signal.SIGTERM: "stop",
+    signal.SIGINT: "stop",
+    signal.SIGUSR1: "reopen",
+}
 
 
 class StartError(RuntimeError):
@@ -276,12 +282,7 @@ class Supervisor:
     def install_signals(self) -> None:
         """Handlers only enqueue; installed before start() so that a signal
         arriving while starting is handled once the loop runs."""
-        for sig, name in (
-            (signal.SIGHUP, "reload"),
-            (signal.SIGTERM, "stop"),
-            (signal.SIGINT, "stop"),
-            (signal.SIGUSR1, "reopen"),
-        ):
+        for sig, name in HANDLED_SIGNALS.items():
             signal.signal(sig, lambda *_a, n=name: self.events.put((n, "signal")))
 
     def run(self) -> int:
@@ -394,6 +395,11 @@ class Supervisor:
             s.close()
         if self.engine:
             self.engine.close()
+        # stopped: from here the process only exits, and the interpreter's exit
+        # puts the default action back on handled signals, so that a SIGTERM
+        # now would kill it (status -15, not 0); ignored ones stay ignored
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     def _on_health_change(self, upstream: str, server: str, up: bool) -> None:
         """Health transitions are logged by the checker; nothing more to do yet."""

@@ -29,6 +29,23 @@ def test_sigterm_lets_an_in_flight_request_finish(synapserve, backends):
     assert proxy.stop() == 0  # waits for the exit; 0 and no traceback
 
 
+def test_stop_signals_while_exiting_still_exit_0(synapserve, backends):
+    """Once stopped, the interpreter's exit resets Python's signal handlers to the default: a
+    SIGTERM then (a second `systemctl stop`, a harness that signals again) killed the process
+    that was exiting cleanly, status -15 instead of 0."""
+    (a,) = backends("a")
+    proxy = synapserve(upstreams={"app": [a]})
+    proxy.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while proxy.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proxy.signal(signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        time.sleep(0.001)
+    assert proxy.stop() == 0
+
+
 def test_sigterm_closes_idle_connections_and_exits_promptly(synapserve, backends):
     (a,) = backends("a")
     proxy = synapserve(upstreams={"app": [a]})
