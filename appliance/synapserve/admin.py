@@ -67,7 +67,7 @@ def status_document(sup) -> dict:
         "engine": {
             "workers": engine.workers,
             "heap_allocs": st.heap_allocs,  # by workers since start: flat once warm
-            "io_uring_ops": {op: st.io_ops[i] for i, op in enumerate(IO_OPS)},
+            "io_uring_ops": {op: st.io_ops[i] for op, i in IO_OPS.items()},
             "recv_no_buffer": st.io_ops[6],  # a receive found the buffer ring empty
             "shed_no_buffer": st.io_ops[7],  # connections closed for it, at the pool's cap
         },

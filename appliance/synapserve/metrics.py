@@ -15,7 +15,17 @@ from synapserve.native import histogram_bounds_seconds
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 FAIL_REASONS = ("connect", "timeout", "reset", "5xx")
-IO_OPS = ("accept", "recv", "send", "send_zc", "splice", "connect")
+# op label -> index in syn_stats.io_ops: "recv" counts single-shot receives
+# posted, "recv_multishot" multishot receives armed (each answers many wants)
+IO_OPS = {
+    "accept": 0,
+    "recv": 1,
+    "send": 2,
+    "send_zc": 3,
+    "splice": 4,
+    "connect": 5,
+    "recv_multishot": 8,
+}
 NO_SITE = "-"
 
 DESCRIPTIONS = {
@@ -115,7 +125,7 @@ class EngineCollector(Collector):
         yield from self._config(sup)
         yield from self._tls(cfg, plan, st)
         ops = _family("synapserve_io_uring_ops_total", ["op"])
-        for i, op in enumerate(IO_OPS):
+        for op, i in IO_OPS.items():
             ops.add_metric([op], st.io_ops[i])
         yield ops
 

@@ -15,7 +15,7 @@ from synapserve import _native  # type: ignore[attr-defined]
 ffi = _native.ffi
 lib = _native.lib
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 if lib.syn_abi_version() != ABI_VERSION:  # pragma: no cover - a broken build
     raise ImportError(

@@ -15,7 +15,7 @@
 
 /* Version of this ABI and of the plan layout: bumped whenever a
  * declaration here changes. */
-#define SYN_ABI_VERSION   5
+#define SYN_ABI_VERSION   6
 #define SYN_PLAN_MAGIC    0x53594e50
 
 #define SYN_MAX_WORKERS   64
@@ -250,7 +250,9 @@ struct syn_stats {
 	uint64_t static_br[SYN_MAX_SITES][2];          /* compressed body: [0] hit, [1] miss */
 	uint64_t tls_handshakes[SYN_MAX_LISTENERS][2]; /* [0] success, [1] failure */
 	uint64_t tls_ktls[SYN_MAX_LISTENERS][2];       /* keys to the kernel: [0] rx, [1] tx */
-	uint64_t io_ops[8];   /* accept, recv, send, send_zc, splice, connect, recv_multi, close */
+	/* accept, recv, send, send_zc, splice, connect, recv_no_buffer,
+	 * shed_no_buffer, recv_multishot */
+	uint64_t io_ops[9];
 	uint64_t heap_allocs; /* allocations made by workers after start */
 };
 

@@ -329,15 +329,14 @@ int syn_probe_features(struct syn_features *out)
 			reg.bgid = 1;
 			if (!io_uring_register_buf_ring(&ring, &reg, 0)) {
 				out->buf_ring = 1;
-				/* multishot accept (5.19) and recv (6.0) came with or
-				 * after buffer rings; recv needs 6.0 */
+				/* multishot accept came with buffer rings (5.19) */
 				out->multishot_accept = 1;
 				io_uring_unregister_buf_ring(&ring, 1);
 			}
 			free(mem);
 		}
 	}
-	out->multishot_recv = out->buf_ring && out->defer_taskrun; /* 6.0+ */
+	out->multishot_recv = out->buf_ring && uring_recv_multishot_probe();
 	io_uring_queue_exit(&ring);
 
 	/* kernel TLS: keys installed both ways on a loopback pair, per version

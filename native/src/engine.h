@@ -182,6 +182,17 @@ struct syn_conn {
 	uint8_t sending;
 	uint8_t eof;
 	uint8_t nobufs; /* receives refused for want of a buffer, in a row */
+	/* multishot receive (the engine's use): armed once, it fills pool
+	 * buffers as data comes; what comes while the logic does not want it
+	 * waits in a stash (a chain of pool buffers) and is handed over first */
+	uint8_t ms;       /* 0 none, 1 armed, 2 being cancelled */
+	uint8_t ms_stop;  /* single-shot receives only: set by rx_quiet (a splice
+	                  * is coming), cleared by the logic at the next head */
+	uint8_t ms_ended; /* the stash ends with ms_end_res (0 end of input, or -errno) */
+	uint8_t ms_n;     /* buffers in the stash */
+	int32_t ms_head, ms_tail;
+	uint32_t ms_off; /* bytes of the first stashed buffer already handed over */
+	int32_t ms_end_res;
 
 	/* send: what is going out now */
 	char *tx;        /* owned slab (head, error), or NULL */
@@ -285,8 +296,15 @@ struct syn_io_ops {
 	/* Completion: proxy_on_connect(). */
 	void (*connect)(struct syn_worker *w, struct syn_conn *c, const struct sockaddr *sa,
 			socklen_t len);
-	/* Stop what is in flight on c (completions still arrive). */
+	/* Stop what is in flight on c (completions still arrive); called on
+	 * every close, so the engine drops what it keeps for c. */
 	void (*cancel)(struct syn_worker *w, struct syn_conn *c);
+	/* Before a splice from c's socket: 1 when no receive of the engine's
+	 * own can take its bytes and none it took waits for the logic.  Else
+	 * 0: the engine stops such receives, receives single-shot from now
+	 * on (until the logic clears c->ms_stop), and the logic is to receive
+	 * (what was taken comes first) and ask again.  NULL: always quiet. */
+	int (*rx_quiet)(struct syn_worker *w, struct syn_conn *c);
 	/* Buffers of the receive pool. */
 	char *(*buf)(struct syn_worker *w, int32_t bid);
 	void (*buf_release)(struct syn_worker *w, int32_t bid);
@@ -496,6 +514,7 @@ void proxy_close_idle(struct syn_worker *w);
 /* uring.c */
 extern const struct syn_io_ops syn_uring_ops;
 int uring_worker_init(struct syn_worker *w);
+int uring_recv_multishot_probe(void);
 void uring_worker_fini(struct syn_worker *w);
 void uring_run(struct syn_worker *w);
 void uring_sync_accepts(struct syn_worker *w);

@@ -373,12 +373,11 @@ static void conn_close(struct syn_worker *w, struct syn_conn *c)
 	c->closing = 1;
 	c->state = CS_CLOSING;
 	timer_del(w, c);
-	if (c->pending) {
+	if (c->pending)
 		shutdown(c->fd, SHUT_RDWR);
-		w->io->cancel(w, c);
-	} else {
+	w->io->cancel(w, c); /* also drops what the engine keeps for c */
+	if (!c->pending)
 		proxy_on_closed(w, c);
-	}
 }
 
 static void server_active(struct syn_worker *w, struct syn_conn *c, int delta)
@@ -772,6 +771,7 @@ void proxy_on_accept(struct syn_worker *w, struct syn_accept *a, int fd)
 
 /* Body framing of the request just parsed; 0, or a status to refuse with. */
 static int splice_start(struct syn_worker *w, struct syn_conn *s);
+static void splice_soon(struct syn_worker *w, struct syn_conn *s, const struct syn_conn *d);
 
 static int request_framing(struct syn_worker *w, struct syn_conn *c,
 			   const struct syn_h1_request *req)
@@ -993,6 +993,7 @@ static void client_parse(struct syn_worker *w, struct syn_conn *c)
 		respond_error(w, c, st, 1);
 		return;
 	}
+	splice_soon(w, c, NULL);
 
 	site = syn_route_site(c->plan, buf + req.h.host.off, req.h.host.len, c->listener_bit);
 	if (site < 0) {
@@ -1394,6 +1395,7 @@ static void pool_put(struct syn_worker *w, struct syn_conn *u)
 	u->state = CS_IDLE;
 	u->reused = 0;
 	u->orphan = 0;
+	u->ms_stop = 0;
 	u->next = pl->head;
 	pl->head = conn_index(w, u);
 	pl->count++;
@@ -1545,6 +1547,7 @@ static void client_next(struct syn_worker *w, struct syn_conn *c)
 	c->status = 0;
 	c->body_mode = BODY_NONE;
 	c->start_us = w->now_us;
+	c->ms_stop = 0; /* heads may be received multishot again */
 	timer_set(w, c, TL_KEEPALIVE, w->plan->limits.keepalive_timeout_ms);
 	if (rx_len(c)) {
 		client_parse(w, c); /* pipelined */
@@ -1615,6 +1618,7 @@ static void response_head(struct syn_worker *w, struct syn_conn *u, struct syn_c
 	} else {
 		u->body_mode = BODY_CLOSE;
 	}
+	splice_soon(w, u, c);
 	/* an HTTP/1.0 client gets chunked bodies as they are only if it can
 	 * tell where they end: close instead of keep-alive */
 	chunked_out = u->body_mode == BODY_CHUNKED && c->version;
@@ -1711,10 +1715,31 @@ static void set_nonblock(struct syn_conn *c, int on)
 		c->nonblock = (uint8_t)on;
 }
 
+/* Are s's bytes all for a splice to take?  Not while a receive of the
+ * engine's own may take them, or holds some it took: those are received
+ * (copied) first, and the splice is tried again after them. */
+static int rx_quiet(struct syn_worker *w, struct syn_conn *s)
+{
+	return !w->io->rx_quiet || w->io->rx_quiet(w, s);
+}
+
+/* s's head says a body follows that will be spliced (to d, when known): the
+ * engine's own receive on s is stopped now, so that it takes as little of
+ * the body as it can into buffers (which are then copied) before the splice
+ * starts. */
+static void splice_soon(struct syn_worker *w, struct syn_conn *s, const struct syn_conn *d)
+{
+	if (!w->io->splice || !w->io->rx_quiet || s->tls || (d && d->tls))
+		return;
+	if ((s->body_mode == BODY_LENGTH && s->remaining >= SYN_SPLICE_MIN) ||
+	    (s->body_mode == BODY_CLOSE && s->kind == CONN_UPSTREAM))
+		w->io->rx_quiet(w, s);
+}
+
 /* Start relaying s's body to its peer by splice; 0, or -1 to copy instead. */
 static int splice_start(struct syn_worker *w, struct syn_conn *s)
 {
-	if (!splice_ready(w, s))
+	if (!splice_ready(w, s) || !rx_quiet(w, s))
 		return -1;
 	if (s->pipe < 0 && (s->pipe = pipe_get(w)) < 0)
 		return -1;
@@ -1749,6 +1774,11 @@ static void tunnel_pump(struct syn_worker *w, struct syn_conn *s, struct syn_con
 	if (s->eof)
 		return;
 	if (s->tls || d->tls) { /* copied: received, then sent */
+		if (!s->recving)
+			w->io->recv(w, s);
+		return;
+	}
+	if (!rx_quiet(w, s)) {
 		if (!s->recving)
 			w->io->recv(w, s);
 		return;

@@ -692,6 +692,52 @@ class Raw(bytes):
         return self.response().status
 
 
+class UpgradeEcho:
+    """An upstream that answers an Upgrade: echo request with 101, then echoes every byte
+    (those that came with the request first) and passes the client's half-close on.
+    Subclasses change what follows the 101 with echo()."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server((LOCALHOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.address = f"{LOCALHOST}:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def server(self) -> dict:
+        return {"address": self.address}
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        with c:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    return
+                data += d
+            c.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+            )
+            self.echo(c, data.split(b"\r\n\r\n", 1)[1])
+
+    def echo(self, c: socket.socket, rest: bytes) -> None:
+        if rest:
+            c.sendall(rest)
+        while d := c.recv(65536):
+            c.sendall(d)
+        c.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # ---- the proxy ---------------------------------------------------------------------------------
 
 

@@ -11,54 +11,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
-from harness import LOCALHOST
+from harness import LOCALHOST, UpgradeEcho
 
 WRK = shutil.which("wrk")
-
-
-class UpgradeEcho:
-    """An upstream that answers an Upgrade: echo request with 101, then echoes bytes."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server((LOCALHOST, 0))
-        self.port = self.sock.getsockname()[1]
-        self.address = f"{LOCALHOST}:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def server(self) -> dict:
-        return {"address": self.address}
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c: socket.socket) -> None:
-        with c:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(4096)
-                if not d:
-                    return
-                data += d
-            c.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
-            )
-            rest = data.split(b"\r\n\r\n", 1)[1]
-            if rest:
-                c.sendall(rest)
-            while d := c.recv(65536):
-                c.sendall(d)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def open_tunnel(port: int) -> socket.socket:

@@ -32,13 +32,13 @@ from harness import (
     ProxyExited,
     ProxySpec,
     Response,
+    UpgradeEcho,
     build_request,
     payload,
     payload_sha256,
     sha256,
     wait_for,
 )
-from test_reload_under_load import UpgradeEcho
 from tls_util import (
     A_NAME,
     CN_ONLY_NAME,
@@ -81,21 +81,11 @@ class CloseOnBye(UpgradeEcho):
     """UpgradeEcho, but a b"bye!" from the client is answered b"bye!" and the connection closed
     (the upstream side of a tunnel ending)."""
 
-    def _serve(self, c: socket.socket) -> None:
-        with c:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(4096)
-                if not d:
-                    return
-                data += d
-            c.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
-            )
-            while d := c.recv(65536):
-                c.sendall(d)
-                if d.endswith(b"bye!"):
-                    return
+    def echo(self, c: socket.socket, rest: bytes) -> None:
+        while d := c.recv(65536):
+            c.sendall(d)
+            if d.endswith(b"bye!"):
+                return
 
 
 @dataclass
