@@ -909,11 +909,11 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	c = conn_at(w, idx);
 	if ((c->gen & 0xffffff) != gen || c->kind == CONN_FREE)
 		return; /* stale: the slot was reused (cannot happen while pending counts) */
+	if ((op == OP_RECV || op == OP_RECV_MS) && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		ur(w)->avail--;
+	}
 	if (op == OP_RECV_MS) { /* counts itself out of pending at its last */
-		if (cqe->flags & IORING_CQE_F_BUFFER) {
-			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-			ur(w)->avail--;
-		}
 		ur_ms_on_cqe(w, c, cqe->res, cqe->flags, bid);
 		goto closed;
 	}
@@ -930,10 +930,6 @@ static void ur_complete(struct syn_worker *w, struct io_uring_cqe *cqe)
 	case OP_RECV:
 		if (cqe->res == -ENOBUFS)
 			ur(w)->nobufs++;
-		if (cqe->flags & IORING_CQE_F_BUFFER) {
-			bid = (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-			ur(w)->avail--;
-		}
 		if (c->tls) {
 			ur_tls_on_recv(w, c, cqe->res, bid);
 			break;
