@@ -40,6 +40,23 @@ static void eng_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* How many bytes a connection may hold in the kernel not yet sent (see
+ * sock_setup() in proxy.c).  SYN_NOTSENT_LOWAT=N (bytes) replaces the 16
+ * KiB, for A/B benchmarks; off, 0 or anything not a positive number leaves
+ * the kernel's default. */
+static int notsent_lowat_setting(void)
+{
+	const char *env = getenv("SYN_NOTSENT_LOWAT");
+	long v;
+
+	if (!env)
+		return SYN_NOTSENT_LOWAT;
+	if (!strcmp(env, "off"))
+		return 0;
+	v = strtol(env, NULL, 10);
+	return v > 0 && v <= INT32_MAX ? (int)v : 0;
+}
+
 struct syn_engine *syn_engine_create(const struct syn_engine_config *cfg, char *err, size_t errlen)
 {
 	struct syn_engine *e;
@@ -61,6 +78,7 @@ struct syn_engine *syn_engine_create(const struct syn_engine_config *cfg, char *
 		return NULL;
 	}
 	e->cfg = *cfg;
+	e->notsent_lowat = notsent_lowat_setting();
 	pthread_mutex_init(&e->lock, NULL);
 	for (i = 0; i < SYN_MAX_SERVERS; i++)
 		e->servers[i].up = 1;

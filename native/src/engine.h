@@ -19,21 +19,22 @@
 #include "syn/lb.h"
 #include "syn_abi.h"
 
-#define SYN_BUF_SIZE    16384 /* one receive buffer; also the largest head sent */
-#define SYN_BUF_CHUNK   64    /* buffers added to a worker's pool at a time */
-#define SYN_BUF_MAX     4096  /* buffers per worker, at most (the ring size) */
-#define SYN_NONE        UINT32_MAX
-#define SYN_PIPES       1024          /* per worker; past it bodies are copied */
-#define SYN_PIPE_SIZE   (1024 * 1024) /* the default pipe-max-size */
-#define SYN_TX_SIZE     SYN_BUF_SIZE
-#define SYN_BIG_HEAD    65536 /* big buffers: a head up to the 64 KiB ceiling */
-#define SYN_BIG_SIZE    (SYN_BIG_HEAD + 1024)
-#define SYN_BIG_BID     0x40000000           /* buffer ids from here on are big buffers */
-#define SYN_BIG_MAX     256                  /* per worker */
-#define SYN_TX_HEAD_MAX (SYN_TX_SIZE - 1024) /* the tail holds what the access log needs */
-#define SYN_SPLICE_MIN  (64 * 1024)          /* bodies from this size on go by splice */
-#define SYN_TLS_CHUNK   16384                /* plaintext per TLS send: one full record */
-#define SYN_TLS_EOF     (-1000)              /* syn_tls_read(): the peer's close_notify */
+#define SYN_BUF_SIZE      16384 /* one receive buffer; also the largest head sent */
+#define SYN_BUF_CHUNK     64    /* buffers added to a worker's pool at a time */
+#define SYN_BUF_MAX       4096  /* buffers per worker, at most (the ring size) */
+#define SYN_NONE          UINT32_MAX
+#define SYN_PIPES         1024          /* per worker; past it bodies are copied */
+#define SYN_PIPE_SIZE     (1024 * 1024) /* the default pipe-max-size */
+#define SYN_TX_SIZE       SYN_BUF_SIZE
+#define SYN_BIG_HEAD      65536 /* big buffers: a head up to the 64 KiB ceiling */
+#define SYN_BIG_SIZE      (SYN_BIG_HEAD + 1024)
+#define SYN_BIG_BID       0x40000000           /* buffer ids from here on are big buffers */
+#define SYN_BIG_MAX       256                  /* per worker */
+#define SYN_TX_HEAD_MAX   (SYN_TX_SIZE - 1024) /* the tail holds what the access log needs */
+#define SYN_SPLICE_MIN    (64 * 1024)          /* bodies from this size on go by splice */
+#define SYN_NOTSENT_LOWAT 16384                /* TCP_NOTSENT_LOWAT of every connection */
+#define SYN_TLS_CHUNK     16384                /* plaintext per TLS send: one full record */
+#define SYN_TLS_EOF       (-1000)              /* syn_tls_read(): the peer's close_notify */
 
 /* ---- runtime plan --------------------------------------------------------- */
 
@@ -409,6 +410,7 @@ struct syn_engine {
 	_Atomic uint64_t static_gen; /* bumped when files under a static root change */
 	_Atomic int stop;
 	_Atomic uint64_t stop_deadline_ms;
+	int notsent_lowat; /* 0: the kernel's default (SYN_NOTSENT_LOWAT=off) */
 	int started;
 };
 
