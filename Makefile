@@ -31,7 +31,7 @@ PY_SRC   := appliance tests scripts
 
 # Debian packages: building, testing, and the peers tests compare against.
 DEB_BUILD := build-essential pkg-config python3-dev python3-venv liburing-dev libssl-dev
-DEB_TEST  := clang libclang-rt-14-dev clang-format curl wrk media-types
+DEB_TEST  := clang libclang-rt-14-dev clang-format shellcheck curl wrk media-types
 DEB_BENCH := node-llhttp librust-httparse-dev cargo
 
 .PHONY: all deps deps-test deps-bench venv native native-test native-test-san fuzz-smoke test-asan \
@@ -187,6 +187,8 @@ bench-tls: native
 
 C_FILES = $(wildcard native/include/*.h native/include/syn/*.h native/src/*.[ch] \
                      native/tests/*.[ch] native/fuzz/*.c native/bench/*.c native/bench/*/*.c)
+SH_FILES = .ci/run $(wildcard scripts/*.sh scripts/lib/*.sh native/bench/*.sh native/bench/*/*.sh \
+                              tests/*/*.sh) packaging/deb/debian/postinst packaging/deb/debian/postrm
 
 fmt: venv
 	clang-format -i $(C_FILES)
@@ -197,6 +199,7 @@ lint: venv $(STAMP)/deps-test
 	clang-format --dry-run -Werror $(C_FILES)
 	$(VENV)/bin/ruff check $(PY_SRC)
 	$(VENV)/bin/ruff format --check $(PY_SRC)
+	shellcheck -x $(SH_FILES)
 
 clean:
 	rm -rf $(BUILD) $(STAMP) $(ASAN_VENV) appliance/synapserve/_native*.so appliance/synapserve/_native.c

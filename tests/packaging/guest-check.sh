@@ -251,7 +251,7 @@ static_checks() {
 		"$(sha256sum </srv/pkgtest-static/pkg.css)"
 	ls -l /var/cache/synapserve/br
 	expect "owner of the cache" "$(stat -c %U /var/cache/synapserve/br)" synapserve
-	expect "a body in the cache" "$(ls /var/cache/synapserve/br | wc -l)" 1
+	expect "a body in the cache" "$(find /var/cache/synapserve/br -mindepth 1 -maxdepth 1 | wc -l)" 1
 	curl -s "$ADMIN/metrics" | grep '^synapserve_static_'
 	curl -s "$ADMIN/metrics" | grep '^synapserve_static_compressed_total{.*result="hit".*} [1-9]' >/dev/null
 }
