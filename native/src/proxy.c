@@ -740,7 +740,8 @@ static void client_send(struct syn_worker *w, struct syn_conn *c, const char *p,
  * it, on the peer's CPU.  With it a send or splice stops when 16 KiB wait,
  * the socket is writable again below 8 KiB, and the rest goes from here,
  * as the window opens (make bench-proxy, 1 MiB: 2,600 responses/s against
- * 1,400; docs/benchmarks.md). */
+ * 1,400; docs/benchmarks.md).  Kernel TLS ones go back to the kernel's
+ * default when their keys go to the kernel (syn_tls_to_kernel()). */
 static void sock_setup(struct syn_worker *w, int fd)
 {
 	int one = 1, lowat = w->e->notsent_lowat;

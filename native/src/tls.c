@@ -25,6 +25,8 @@
  * send buffer), never per request.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
@@ -723,6 +725,11 @@ int syn_tls_to_kernel(struct syn_worker *w, struct syn_conn *c)
 		return -1;
 	w->stats->tls_ktls[c->listener_slot][SYN_KTLS_TX]++;
 	w->stats->tls_ktls[c->listener_slot][SYN_KTLS_RX]++;
+	/* back to the kernel's default for unsent bytes (0: the sysctl's):
+	 * with sock_setup()'s 16 KiB, 1 MiB bodies through kernel TLS were cut
+	 * off after their first 16 to 64 KiB on Debian's 6.1 (make
+	 * test-ktls-vm) */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &(int){0}, sizeof(int));
 	/* the session stays good for resumption: freed unshut, OpenSSL would
 	 * take it for a failed one and drop it from the cache */
 	SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);

@@ -5,6 +5,8 @@ into it stops once 16 KiB wait unsent, and the rest of a large body waits in syn
 and in the upstream socket until the client's window opens. Without it one splice moves up to a
 whole pipe (1 MiB) into the socket, and the client's own ACKs send it (on the client's CPU).
 SYN_NOTSENT_LOWAT=off leaves the kernel's default, SYN_NOTSENT_LOWAT=N sets N (A/B benchmarks).
+Kernel TLS connections go back to the kernel's default at the switch; make test-ktls-vm moves
+1 MiB bodies through them (this machine has no kTLS).
 
 The proxy's own sockets are looked at from here with pidfd_getfd(2) (Linux 5.6, and the right to
 ptrace the proxy): the option's value, and how many bytes wait unsent (SIOCOUTQNSD).
