@@ -509,15 +509,39 @@ static int hop_by_hop(int id)
 	}
 }
 
+/* The lengths of the names the head writers drop, as bits: a field whose
+ * name has none of them is kept without looking its name up. */
+#define NAME_LEN_BIT(lit) (1u << (sizeof(lit) - 1))
+#define HOP_BY_HOP_LENS                                                                    \
+	(NAME_LEN_BIT("connection") | NAME_LEN_BIT("keep-alive") |                         \
+	 NAME_LEN_BIT("proxy-connection") | NAME_LEN_BIT("te") | NAME_LEN_BIT("trailer") | \
+	 NAME_LEN_BIT("transfer-encoding") | NAME_LEN_BIT("upgrade"))
+#define REQUEST_DROP_LENS                                                               \
+	(HOP_BY_HOP_LENS | NAME_LEN_BIT("expect") | NAME_LEN_BIT("x-forwarded-proto") | \
+	 NAME_LEN_BIT("x-forwarded-host") | NAME_LEN_BIT("x-forwarded-for"))
+
+/* The known-header id of f's name when its length is among lens, else
+ * SYN_HDR_NONE (no name of interest is that long). */
+static int header_id_if(const char *buf, const struct syn_h1_header *f, uint32_t lens)
+{
+	if (f->name.len >= 32 || !(lens >> f->name.len & 1))
+		return SYN_HDR_NONE;
+	return syn_h1_header_id(buf + f->name.off, f->name.len);
+}
+
+/* Does the head's Connection header name fields other than close,
+ * keep-alive and upgrade (which are then hop-by-hop too)? */
+static int connection_names_others(const struct syn_h1_head *h)
+{
+	return (h->flags & SYN_H1_F_CONN_OTHER) && syn_h1_find(h, SYN_HDR_CONNECTION);
+}
+
 /* Is the field named in a Connection header (so hop-by-hop too)? */
 static int named_in_connection(const char *buf, const struct syn_h1_head *h,
 			       const struct syn_h1_header *f)
 {
-	const struct syn_h1_header *conn = syn_h1_find(h, SYN_HDR_CONNECTION);
 	uint32_t i;
 
-	if (!conn || !(h->flags & SYN_H1_F_CONN_OTHER))
-		return 0;
 	for (i = 0; i < h->nheaders; i++) {
 		const struct syn_h1_header *c = &h->headers[i];
 		const char *v = buf + c->value.off, *end = v + c->value.len;
@@ -540,19 +564,37 @@ static int named_in_connection(const char *buf, const struct syn_h1_head *h,
 	return 0;
 }
 
-/* The client's address as text (IPv4-mapped IPv6 shown as IPv4). */
+/* Dotted quad into out (16 bytes at least): what inet_ntop() writes, without
+ * its sprintf, once per proxied request. */
+static void ip4_text(const uint8_t a[4], char *out)
+{
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		unsigned v = a[i];
+
+		if (v >= 100)
+			*out++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*out++ = (char)('0' + v / 10 % 10);
+		*out++ = (char)('0' + v % 10);
+		*out++ = i < 3 ? '.' : '\0';
+	}
+}
+
+/* The client's address as text (IPv4-mapped IPv6 shown as IPv4); len is at
+ * least INET_ADDRSTRLEN. */
 void syn_format_ip(const struct sockaddr_storage *ss, char *out, size_t len)
 {
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)len);
+			ip4_text(&s6->sin6_addr.s6_addr[12], out);
 		else
 			inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)len);
 	} else if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out,
-			  (socklen_t)len);
+		ip4_text((const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr, out);
 	} else {
 		snprintf(out, len, "unknown");
 	}
@@ -567,6 +609,7 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 	struct outbuf o = {out, 0, c->tx_cap, 0};
 	const struct syn_h1_head *h = &req->h;
 	const struct syn_h1_header *xff = syn_h1_find(h, SYN_HDR_X_FORWARDED_FOR);
+	int others = connection_names_others(h);
 	char ip[INET6_ADDRSTRLEN];
 	uint32_t i;
 
@@ -576,11 +619,11 @@ static uint32_t build_request_head(struct syn_conn *c, const char *buf,
 	ob_str(&o, " HTTP/1.1\r\n");
 	for (i = 0; i < h->nheaders; i++) {
 		const struct syn_h1_header *f = &h->headers[i];
-		int id = syn_h1_header_id(buf + f->name.off, f->name.len);
+		int id = header_id_if(buf, f, REQUEST_DROP_LENS);
 
 		if (hop_by_hop(id) || id == SYN_HDR_EXPECT || id == SYN_HDR_X_FORWARDED_PROTO ||
 		    id == SYN_HDR_X_FORWARDED_HOST || id == SYN_HDR_X_FORWARDED_FOR ||
-		    named_in_connection(buf, h, f))
+		    (others && named_in_connection(buf, h, f)))
 			continue;
 		ob_span(&o, buf, f->name);
 		ob_put(&o, ": ", 2);
@@ -671,6 +714,7 @@ static uint32_t build_response_head(struct syn_conn *c, const char *buf,
 {
 	struct outbuf o = {out, 0, c->tx_cap, 0};
 	const struct syn_h1_head *h = &resp->h;
+	int others = connection_names_others(h);
 	uint32_t i;
 
 	ob_str(&o, c->version ? "HTTP/1.1 " : "HTTP/1.0 ");
@@ -680,9 +724,9 @@ static uint32_t build_response_head(struct syn_conn *c, const char *buf,
 	ob_put(&o, "\r\n", 2);
 	for (i = 0; i < h->nheaders; i++) {
 		const struct syn_h1_header *f = &h->headers[i];
-		int id = syn_h1_header_id(buf + f->name.off, f->name.len);
+		int id = header_id_if(buf, f, HOP_BY_HOP_LENS);
 
-		if (hop_by_hop(id) || named_in_connection(buf, h, f))
+		if (hop_by_hop(id) || (others && named_in_connection(buf, h, f)))
 			continue;
 		ob_span(&o, buf, f->name);
 		ob_put(&o, ": ", 2);
