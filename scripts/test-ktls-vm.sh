@@ -62,7 +62,8 @@ rm "$root/root/$(basename "$DEB")"
 # ---- 3. the guest's files, the image ------------------------------------------------------
 
 install -D -m 755 tests/ktls-vm/guest.sh "$root$guest/guest.sh"
-install -m 644 tests/ktls-vm/backend.py tests/ktls-vm/ktls_sanity.py "$root$guest/"
+install -m 644 tests/ktls-vm/backend.py tests/ktls-vm/ktls_sanity.py tests/ktls-vm/ktls_lowat_probe.py \
+	"$root$guest/"
 install -D -m 644 -t "$root$guest/tls" tests/packaging/tls/pkgtest.pem tests/packaging/tls/pkgtest.key
 # no journal: the guest powers off without unmounting, and debugfs reads what is on disk
 ext4_image "$root" "$img" 512 ktlsvm -O ^has_journal

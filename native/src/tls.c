@@ -726,9 +726,9 @@ int syn_tls_to_kernel(struct syn_worker *w, struct syn_conn *c)
 	w->stats->tls_ktls[c->listener_slot][SYN_KTLS_TX]++;
 	w->stats->tls_ktls[c->listener_slot][SYN_KTLS_RX]++;
 	/* back to the kernel's default for unsent bytes (0: the sysctl's):
-	 * with sock_setup()'s 16 KiB, 1 MiB bodies through kernel TLS were cut
-	 * off after their first 16 to 64 KiB on Debian's 6.1 (make
-	 * test-ktls-vm) */
+	 * with sock_setup()'s 16 KiB, a kTLS socket on Debian's 6.1 takes one
+	 * record and is never writable again (make test-ktls-vm shows it
+	 * without synapserve: tests/ktls-vm/ktls_lowat_probe.py) */
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &(int){0}, sizeof(int));
 	/* the session stays good for resumption: freed unshut, OpenSSL would
 	 * take it for a failed one and drop it from the cache */

@@ -131,6 +131,22 @@ check_ktls_without_synapserve() {
 	log "INFO kTLS without synapserve: $line"
 }
 
+# Informative: a splice into a kTLS socket with TCP_NOTSENT_LOWAT set, without synapserve (see
+# ktls_lowat_probe.py). Unset it must get through; with synapserve's 16 KiB the line is logged.
+check_ktls_lowat_probe() {
+	local lowat line rc
+	for lowat in 0 16384; do
+		rc=0
+		line=$(timeout 120 python3 "$HERE/ktls_lowat_probe.py" "$WORK/tls/pkgtest.pem" \
+			"$WORK/tls/pkgtest.key" "$lowat") || rc=$?
+		log "INFO kTLS splice without synapserve: ${line:-ktls_lowat_probe.py exited $rc}"
+		if [ "$lowat" = 0 ] && [ "$rc" != 0 ]; then
+			note "a splice into a kTLS socket failed with the kernel's default: $line"
+			return 1
+		fi
+	done
+}
+
 check_backend_answers() {
 	wait_for 60 curl -sf --max-time 5 "http://127.0.0.1:$BACKEND_PORT/hello"
 }
@@ -391,6 +407,7 @@ install -m 640 -g synapserve "$HERE/tls/pkgtest.key" "$WORK/tls/"
 
 run tls-module-loaded check_tls_module
 run ktls-works-without-synapserve check_ktls_without_synapserve
+run ktls-splice-without-synapserve check_ktls_lowat_probe
 python3 "$HERE/backend.py" "$BACKEND_PORT" "$WORK" >"$OUT/backend.log" 2>&1 &
 backend_pid=$!
 run backend-answers check_backend_answers
