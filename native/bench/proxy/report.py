@@ -41,6 +41,7 @@ RELAY = "relay"  # the minimal io_uring relay (relay.c), the floor; not a peer
 # The issue's figures for such a relay, measured by its author on another day
 # (CPU µs per 1 KiB request: BENCH_FLOOR_1K_US, default 12; per 1 MiB response).
 ISSUE_RELAY_1M = "230 to 250"
+ISSUE_PEER_1M = 460  # and the best peer's (HAProxy with splice), the same day
 SCENARIO_TITLES = {
     "1k": "1 KiB responses",
     "1m": "1 MiB responses",
@@ -172,6 +173,13 @@ def goals(by_sc: dict, floor: float) -> list[str]:
                 f"for scale: the relay ({env('RELAY_1M', 'splice')}) took {r_tot:.1f} µs/response "
                 f"in this run (synapserve {num(syn['total_us']) / r_tot:.2f} x that); the issue's "
                 f"figure for it, from another day: about {ISSUE_RELAY_1M}"
+            )
+        if sc.startswith("1m-") and r_tot and b_tot:
+            note(
+                f"for scale: the relay took {r_tot / b_tot[1]:.2f} x the best peer's CPU in this "
+                f"run; the issue's figure for the best peer, from another day: about "
+                f"{ISSUE_PEER_1M} µs/response (0.65 x: {0.65 * ISSUE_PEER_1M:.0f}; synapserve "
+                f"{num(syn['total_us']):.1f})"
             )
         peers = [(p, num(rows[p]["rps"])) for p in PEERS if measured(rows.get(p))]
         if peers:
