@@ -586,9 +586,17 @@ def build_request(
 class HttpConn:
     """One client connection to the proxy: requests and responses, exactly as on the wire."""
 
-    def __init__(self, port: int, source: str | None = None, timeout: float = IO_TIMEOUT) -> None:
+    def __init__(
+        self,
+        port: int,
+        source: str | None = None,
+        timeout: float = IO_TIMEOUT,
+        rcvbuf: int | None = None,
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if rcvbuf:  # before connect, so that the window is offered from it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if source:
             self.sock.bind((source, 0))
         self.sock.connect((LOCALHOST, port))

@@ -23,7 +23,7 @@ import struct
 import time
 
 import pytest
-from harness import LOCALHOST, payload_sha256, sha256
+from harness import LOCALHOST, HttpConn, build_request, payload_sha256, sha256
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 SIOCOUTQNSD = 0x894B  # bytes in the send queue not yet sent
@@ -90,13 +90,10 @@ def lowat(s: socket.socket) -> int:
 
 def stalled_download(proxy, path: str):
     """A client that asks for `path` and reads nothing yet (a 16 KiB receive buffer): the
-    client socket, and the proxy's socket to it once the proxy has pushed all it will."""
-    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * KiB)
-    c.settimeout(10)
-    c.connect((LOCALHOST, proxy.ports["http"]))
-    c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    mine = proxy_socket(proxy, c.getsockname())
+    client connection, and the proxy's socket to it once the proxy has pushed all it will."""
+    c = HttpConn(proxy.ports["http"], rcvbuf=16 * KiB)
+    c.send(build_request("GET", path))
+    mine = proxy_socket(proxy, c.sock.getsockname())
     last, still = -1, 0
     deadline = time.monotonic() + 10
     while still < 5 and time.monotonic() < deadline:  # until the queue stops moving
@@ -105,26 +102,6 @@ def stalled_download(proxy, path: str):
         still = still + 1 if now == last else 0
         last = now
     return c, mine
-
-
-def read_body(c: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += c.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(
-        next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:"))
-        .split(b":")[1]
-        .strip()
-    )
-    parts = [body]
-    got = len(body)
-    while got < length:
-        part = c.recv(min(65536, length - got))
-        assert part, "the connection closed inside the body"
-        parts.append(part)
-        got += len(part)
-    return b"".join(parts)
 
 
 def test_both_sides_get_16_kib(synapserve, backends, monkeypatch):
@@ -176,7 +153,7 @@ def test_a_stalled_client_holds_little_in_the_kernel(synapserve, backends, monke
         else:
             # the limit is checked before each new segment: one more may start past it
             assert 0 < waiting <= 16 * KiB + 64 * KiB
-        assert sha256(read_body(c)) == payload_sha256(4 * MiB)
+        assert sha256(c.read_response().body) == payload_sha256(4 * MiB)
     finally:
         mine.close()
         c.close()
@@ -195,7 +172,7 @@ def test_a_static_file_to_a_stalled_client(synapserve, backends, tmp_path, monke
     c, mine = stalled_download(proxy, "/s/big.bin")
     try:
         assert 0 < unsent(mine) <= 16 * KiB + 64 * KiB
-        assert read_body(c) == blob
+        assert c.read_response().body == blob
     finally:
         mine.close()
         c.close()
